@@ -1,0 +1,48 @@
+# The course's two commands: `make lab` and `make test`. Both share one set-up step that creates
+# .venv when it is missing (or when a requirements file changed) and warms optimum-quanto.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.coursekit-installed
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup lab test unit nbtest execute train-lm clean
+
+setup: $(STAMP)
+	@$(BIN)/python -m coursekit.warmup
+
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-torch.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name coursekit --display-name "Python (coursekit)" >/dev/null
+	@touch $(STAMP)
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+# Unit tests and every notebook under strict nbval (stored outputs compared), in one run.
+NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+
+test: setup
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=300 tests $(NOTEBOOKS)
+
+unit: setup
+	$(BIN)/python -m pytest -q tests
+
+nbtest: setup
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=300 $(NOTEBOOKS)
+
+# Re-execute the master notebooks in place (after a change to coursekit or a notebook).
+execute: setup
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=300 notebooks/*.ipynb
+
+train-lm: setup
+	$(BIN)/python scripts/train_lm.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,292 @@
+"""How many bytes a model really takes: per parameter, per model, and at the peak of a call.
+
+Three questions a learner asks before quantizing anything:
+
+* "Will a 7B model fit on my 16 GB GPU?" -- ``bytes_per_param``, ``nbytes_for``, ``memory_table``.
+* "How big is this model now, after quantization?" -- ``model_nbytes`` counts the storage that
+  actually exists, including the int8 / packed 4-bit data and the scales hidden inside
+  optimum-quanto's tensor subclasses. ``transformers``' ``get_memory_footprint()`` multiplies
+  element counts by the *outer* dtype, so it still reports float sizes after quantization.
+* "How much memory does this step need at its worst?" -- ``peak_memory``.
+
+Units: 1 GB = 10^9 bytes everywhere in this module (the unit GPU vendors use: a "16 GB" T4 is
+compared against 16e9 bytes). Formulas in this module count weights only, not activations,
+optimizer state or the CUDA context.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import resource
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+
+__all__ = [
+    "bytes_per_param", "nbytes_for", "format_bytes", "MemoryRow", "memory_table",
+    "format_memory_table", "model_nbytes", "tensor_nbytes", "peak_memory", "GB",
+]
+
+GB = 1e9
+
+# Bits per element for the names a learner types. int4 / int2 are not torch dtypes: they exist
+# only packed into bytes, but they are exactly the formats quantization is about.
+_BITS_BY_NAME = {
+    "fp32": 32, "float32": 32, "float": 32, "fp16": 16, "float16": 16, "half": 16,
+    "bf16": 16, "bfloat16": 16, "fp8": 8, "float8": 8, "int32": 32, "int16": 16,
+    "int8": 8, "uint8": 8, "int4": 4, "uint4": 4, "int2": 2, "uint2": 2, "int1": 1,
+}
+
+
+def _bits_of(dtype_or_bits) -> int:
+    if isinstance(dtype_or_bits, torch.dtype):
+        # Sub-byte torch dtypes (torch.uint4, torch.int2, ...) report a whole byte as itemsize.
+        match = re.fullmatch(r"torch\.u?int([1-7])", str(dtype_or_bits))
+        return int(match.group(1)) if match else dtype_or_bits.itemsize * 8
+    if isinstance(dtype_or_bits, str):
+        name = dtype_or_bits.strip().lower().removeprefix("torch.")
+        if name in _BITS_BY_NAME:
+            return _BITS_BY_NAME[name]
+        raise ValueError(f"dtype_or_bits: unknown name {dtype_or_bits!r}; expected one of "
+                         f"{', '.join(sorted(_BITS_BY_NAME))}")
+    if isinstance(dtype_or_bits, int) and not isinstance(dtype_or_bits, bool):
+        if dtype_or_bits < 1:
+            raise ValueError(f"dtype_or_bits: a number of bits must be >= 1, got {dtype_or_bits}")
+        return dtype_or_bits
+    raise TypeError("dtype_or_bits: expected a torch.dtype, an int number of bits or a name like "
+                    f"'fp16' / 'int4', got {type(dtype_or_bits).__name__}")
+
+
+def bytes_per_param(dtype_or_bits) -> float:
+    """Bytes one parameter takes: 4.0 for fp32, 2.0 for bf16, 1.0 for int8, 0.5 for int4.
+
+    Accepts a torch.dtype, a number of bits, or a name ("fp32", "fp16", "bf16", "int8", "int4").
+    Returns a float because sub-byte formats store fractions of a byte per parameter.
+    """
+    return _bits_of(dtype_or_bits) / 8
+
+
+def nbytes_for(n_params, dtype_or_bits) -> float:
+    """Bytes for ``n_params`` parameters stored in ``dtype_or_bits`` (weights only, no scales)."""
+    if isinstance(n_params, bool) or not isinstance(n_params, (int, float)):
+        raise TypeError(f"n_params: expected a number of parameters, got {type(n_params).__name__}")
+    if n_params < 0:
+        raise ValueError(f"n_params: expected a number >= 0, got {n_params}")
+    return n_params * bytes_per_param(dtype_or_bits)
+
+
+def format_bytes(n) -> str:
+    """Human-readable size with decimal units: ``format_bytes(13.04e9) == '13.04 GB'``.
+
+    Decimal (1 KB = 1000 B) to match how GPU memory is advertised; two decimals above bytes.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        raise TypeError(f"n: expected a number of bytes, got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"n: expected a number of bytes >= 0, got {n}")
+    if n < 1000:
+        return f"{n:g} B"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.2f} {unit}"
+    return f"{n / 1000:.2f} TB"
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One line of the "does it fit?" calculator."""
+
+    dtype: str
+    bytes_per_param: float
+    nbytes: float
+    fits: bool
+
+
+def memory_table(n_params, dtypes=("fp32", "fp16", "bf16", "int8", "int4"), device_gb=16):
+    """Weight memory of an ``n_params`` model in each dtype, and whether it fits on the device.
+
+    ``device_gb`` is in GB of 10^9 bytes (a T4 is 16). "Fits" is weights only: real use also needs
+    room for activations and the KV cache, so a row that barely fits will not run in practice.
+    """
+    if isinstance(device_gb, bool) or not isinstance(device_gb, (int, float)) or device_gb <= 0:
+        raise ValueError(f"device_gb: expected a positive number of GB, got {device_gb!r}")
+    rows = []
+    for dtype in dtypes:
+        name = str(dtype).removeprefix("torch.")
+        nbytes = nbytes_for(n_params, dtype)
+        rows.append(MemoryRow(name, bytes_per_param(dtype), nbytes, nbytes <= device_gb * GB))
+    return rows
+
+
+def format_memory_table(rows: list[MemoryRow], device_gb=16) -> str:
+    """Aligned plain-text view of ``memory_table`` rows, stable for notebook output comparison."""
+    lines = [("dtype", "bytes/param", "weights", f"fits in {device_gb:g} GB")]
+    lines += [(r.dtype, f"{r.bytes_per_param:g}", format_bytes(r.nbytes), "yes" if r.fits else "no")
+              for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(4)]
+    return "\n".join(
+        "  ".join([line[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(line[1:], widths[1:])])
+        for line in lines
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The true size of a model
+# ---------------------------------------------------------------------------------------------
+
+def _plain_tensors(t: torch.Tensor):
+    """Yield the plain tensors that hold ``t``'s data, unwrapping tensor subclasses recursively.
+
+    optimum-quanto's quantized weights are wrapper subclasses: the outer tensor *looks* like a
+    float tensor (dtype, shape) but owns no real memory; its data lives in inner tensors named by
+    ``__tensor_flatten__()`` (e.g. ``_data`` int8 and ``_scale``; for 4-bit a ``PackedTensor``
+    whose own ``_data`` is uint8 holding two values per byte). Only the leaves are real storage.
+    """
+    flatten = getattr(type(t), "__tensor_flatten__", None)
+    if flatten is None:
+        yield t
+        return
+    inner_names, _ = t.__tensor_flatten__()
+    for name in inner_names:
+        yield from _plain_tensors(getattr(t, name))
+
+
+def _storage_key_and_nbytes(t: torch.Tensor):
+    storage = t.untyped_storage()
+    ptr = storage.data_ptr()
+    # Meta tensors (and empty storages) have no address: count each one on its own.
+    key = (t.device, ptr) if ptr else ("id", id(t))
+    return key, storage.nbytes()
+
+
+def tensor_nbytes(t: torch.Tensor) -> int:
+    """Bytes of storage behind one tensor, looking inside quantized tensor subclasses."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t: expected a torch.Tensor, got {type(t).__name__}")
+    seen = {}
+    for leaf in _plain_tensors(t):
+        key, nbytes = _storage_key_and_nbytes(leaf)
+        seen[key] = nbytes
+    return sum(seen.values())
+
+
+def model_nbytes(model: torch.nn.Module) -> int:
+    """Bytes of storage held by a model's parameters and buffers, each storage counted once.
+
+    Unlike ``get_memory_footprint()``, this sees through quantized tensor subclasses, so a model
+    after ``quantize(model, weights=qint8); freeze(model)`` reports its int8 data plus scales.
+    Tied weights and buffers that share memory are counted once; a uint8 buffer that packs two
+    4-bit values per byte naturally counts half a byte per value.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    seen = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        for leaf in _plain_tensors(t):
+            key, nbytes = _storage_key_and_nbytes(leaf)
+            seen[key] = nbytes
+    return sum(seen.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Peak memory of a call
+# ---------------------------------------------------------------------------------------------
+
+def _rss_bytes() -> int:
+    """Resident set size of this process now, from /proc (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _max_rss_bytes() -> int:
+    """Peak resident size since the process started (macOS reports bytes, Linux kilobytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class _RssSampler(threading.Thread):
+    """Reads the process RSS every ``interval`` seconds and remembers the largest value."""
+
+    def __init__(self, interval: float):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak = _rss_bytes()
+        self._stop_event = threading.Event()
+
+    def run(self):
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        self.peak = max(self.peak, _rss_bytes())
+        return self.peak
+
+
+def _peak_cpu(fn, args, kwargs, interval):
+    gc.collect()
+    if os.path.exists("/proc/self/statm"):
+        before = _rss_bytes()
+        sampler = _RssSampler(interval)
+        sampler.start()
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            peak = sampler.stop()
+        return result, max(0, peak - before)
+    # No /proc (macOS, Windows): the lifetime high-water mark only moves when this call sets a
+    # new record, so the answer is a lower bound (0 if the process was bigger earlier).
+    before = _max_rss_bytes()
+    result = fn(*args, **kwargs)
+    return result, max(0, _max_rss_bytes() - before)
+
+
+def _peak_cuda(fn, args, kwargs, device):
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    start = torch.cuda.memory_allocated(device)
+    result = fn(*args, **kwargs)
+    torch.cuda.synchronize(device)
+    return result, max(0, torch.cuda.max_memory_allocated(device) - start)
+
+
+def peak_memory(fn, *args, device=None, interval=0.001, **kwargs):
+    """Run ``fn(*args, **kwargs)`` and return ``(result, peak_bytes)``, the most extra memory used.
+
+    * CUDA (``device="cuda"`` or a CUDA torch.device): exact, from PyTorch's caching allocator
+      (``max_memory_allocated`` minus what was allocated before the call).
+    * CPU (``device=None`` or ``"cpu"``, the default because ``from_pretrained`` loads to CPU):
+      there is no allocator counter, so a background thread samples the process resident set
+      size (RSS, from /proc/self/statm) every ``interval`` seconds while ``fn`` runs. This is an
+      approximation: it is accurate to a few MB, sees memory from any library (not only torch),
+      counts memory-mapped files once their pages are read, and may miss a spike shorter than
+      the sampling interval. Without /proc it falls back to the process's lifetime peak.
+
+    ``device`` and ``interval`` are consumed here and not passed on to ``fn``. The result is kept
+    alive until returned, so memory that the result still holds counts towards the peak.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn: expected a callable to measure, got {type(fn).__name__}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
+        raise ValueError(f"interval: expected a positive number of seconds, got {interval!r}")
+    try:
+        device = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, "
+                         f"got {device!r}") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {device} was requested but CUDA is not available")
+        return _peak_cuda(fn, args, kwargs, device)
+    if device.type != "cpu":
+        raise ValueError(f"device: expected a CPU or CUDA device, got {device}")
+    return _peak_cpu(fn, args, kwargs, interval)

@@ -1,0 +1,213 @@
+"""Every figure of the course. Each function returns a matplotlib Figure and works headless.
+
+Figures are closed in pyplot before they are returned, so a notebook shows each one exactly once
+(as the cell's result) and a script or test never opens a window.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.patches  # noqa: F401  (used by plot_bit_layout)
+import matplotlib.pyplot as plt
+import torch
+
+from . import quant
+
+COLORS = {"sign": "#e15759", "exponent": "#4e79a7", "mantissa": "#59a14f",
+          "original": "#4e79a7", "dequantized": "#f28e2b", "grid": "#9c9c9c"}
+
+
+def _done(fig):
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _as_2d(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach().float().cpu()
+    return t.reshape(1, -1) if t.dim() < 2 else t.reshape(t.shape[0], -1)
+
+
+def _heatmap(ax, values, title, cmap="viridis", annotate=True):
+    values = _as_2d(values)
+    im = ax.imshow(values.numpy(), cmap=cmap, aspect="auto")
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if annotate and values.numel() <= 36:
+        for (i, j), v in zip(((i, j) for i in range(values.shape[0]) for j in range(values.shape[1])),
+                             values.reshape(-1).tolist()):
+            ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8, color="white")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046)
+
+
+def plot_quantization_error(x: torch.Tensor, q, dequantized: torch.Tensor | None = None):
+    """Four heatmaps: the original, the integer codes, the dequantized values and |error|.
+
+    Pass a QTensor as `q`, or the codes and the dequantized tensor separately.
+    """
+    if isinstance(q, quant.QTensor):
+        codes, dequantized = q.data, q.dequantize()
+    elif isinstance(q, torch.Tensor) and isinstance(dequantized, torch.Tensor):
+        codes = q
+    else:
+        raise TypeError("q must be a QTensor, or integer codes passed together with `dequantized`")
+    mse = quant.quantization_error(x.float(), dequantized.float())
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    _heatmap(axes[0], x, "original")
+    _heatmap(axes[1], codes, "integer codes", cmap="cividis")
+    _heatmap(axes[2], dequantized, "dequantized")
+    _heatmap(axes[3], (x.float() - dequantized.float()).abs(), "|error|", cmap="magma")
+    fig.suptitle(f"Quantization error: MSE = {mse:.4g}")
+    return _done(fig)
+
+
+def plot_histogram_with_grid(x: torch.Tensor, q: "quant.QTensor", bins: int = 100, max_grid_lines: int = 64):
+    """Histogram of x with the values the quantized tensor can represent drawn as vertical lines.
+
+    For per-channel or per-group quantization each block has its own grid; the lines show the grid
+    of the block with the widest range.
+    """
+    if not isinstance(q, quant.QTensor):
+        raise TypeError(f"q must be a QTensor (the output of quantize), got {type(q).__name__}")
+    values = x.detach().float().reshape(-1).cpu()
+    deq = q.dequantize().float().reshape(-1).cpu()
+    scale = q.scale.reshape(-1).cpu()
+    zero = q.zero_point.reshape(-1).cpu()
+    widest = int(torch.argmax(scale))
+    qmin, qmax = quant.qrange(q.bits)
+    grid = scale[widest] * (torch.arange(qmin, qmax + 1, dtype=torch.float32) - zero[widest])
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.hist(values.numpy(), bins=bins, color=COLORS["original"], alpha=0.6, label="original values")
+    step = max(1, len(grid) // max_grid_lines)
+    for g in grid[::step].tolist():
+        ax.axvline(g, color=COLORS["grid"], lw=0.6, alpha=0.7)
+    ax.axvline(grid[0].item(), color=COLORS["grid"], lw=0.6, alpha=0.7,
+               label=f"grid: {2 ** q.bits} levels" + (f" (every {step}th shown)" if step > 1 else ""))
+    ax.hist(deq.numpy(), bins=bins, histtype="step", color=COLORS["dequantized"], lw=1.5, label="dequantized")
+    mse = quant.quantization_error(values, deq)
+    mode = "symmetric" if q.symmetric else "asymmetric"
+    ax.set_title(f"{q.bits}-bit {mode}, {q.granularity}: MSE = {mse:.3g}", fontsize=10)
+    ax.set_xlabel("value")
+    ax.set_ylabel("count")
+    ax.legend(fontsize=8, loc="upper right")
+    return _done(fig)
+
+
+def error_vs_bits(x: torch.Tensor, configs: dict, bits=range(2, 9)) -> dict:
+    """MSE of quantize(x, bits=b, **config) for every config and bit width: {label: {bits: mse}}."""
+    return {label: {b: quant.quantization_error(x, quant.quantize(x, bits=b, **cfg)) for b in bits}
+            for label, cfg in configs.items()}
+
+
+def plot_error_vs_bits(x: torch.Tensor, configs: dict | None = None, bits=range(2, 9)):
+    """MSE against bit width (log scale), one line per quantization config."""
+    configs = configs or {"asymmetric": {}, "symmetric": {"symmetric": True}}
+    results = error_vs_bits(x, configs, bits)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for label, by_bits in results.items():
+        ax.plot(list(by_bits), list(by_bits.values()), marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("bits")
+    ax.set_ylabel("mean squared error")
+    ax.set_title("Each extra bit halves the step: the error drops ~4x per bit", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _done(fig)
+
+
+def plot_error_vs_granularity(x: torch.Tensor, configs: dict, bits: int = 4):
+    """Two bar charts for the same tensor: MSE and effective bits per value (scales included)."""
+    labels, errors, costs = [], [], []
+    for label, cfg in configs.items():
+        q = quant.quantize(x, bits=bits, **cfg)
+        labels.append(label)
+        errors.append(quant.quantization_error(x, q))
+        costs.append(q.bits_per_value)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
+    ax1.bar(labels, errors, color=COLORS["original"])
+    ax1.set_yscale("log")
+    ax1.set_title(f"{bits}-bit quantization error (MSE)", fontsize=10)
+    ax2.bar(labels, costs, color=COLORS["dequantized"])
+    ax2.axhline(bits, color="black", lw=0.8, ls="--")
+    ax2.set_title("storage: bits per value, scales and zero points included", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.tick_params(axis="x", rotation=30)
+    return _done(fig)
+
+
+def plot_memory_bars(sizes: dict, limit_bytes: float | None = None, limit_label: str = "limit",
+                     title: str = "Memory"):
+    """Horizontal bars of sizes in bytes ({label: bytes}), with an optional limit line (e.g. a GPU)."""
+    if not sizes:
+        raise ValueError("sizes is empty: pass {label: number of bytes}")
+    labels = list(sizes)
+    gb = [sizes[k] / 1e9 for k in labels]
+    unit, scale = ("GB", 1.0) if max(gb) >= 1 else ("MB", 1e3)
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(labels) + 1.4))
+    bars = ax.barh(labels, [v * scale for v in gb], color=COLORS["original"])
+    for bar, v in zip(bars, gb):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v * scale:.3g} {unit}",
+                va="center", fontsize=8)
+    if limit_bytes is not None:
+        ax.axvline(limit_bytes / 1e9 * scale, color=COLORS["sign"], ls="--", label=limit_label)
+        ax.legend(fontsize=8, loc="lower right")
+    ax.invert_yaxis()
+    ax.set_xlabel(unit)
+    ax.set_title(title, fontsize=10)
+    return _done(fig)
+
+
+def plot_bit_layout(dtypes=(torch.float32, torch.float16, torch.bfloat16)):
+    """One row of boxes per float dtype: sign, exponent and mantissa bits, to scale."""
+    from .dtypes import float_layout
+    fig, ax = plt.subplots(figsize=(10, 0.7 * len(dtypes) + 0.8))
+    for row, dt in enumerate(dtypes):
+        parts = zip(("sign", "exponent", "mantissa"), float_layout(dt))
+        x0 = 0
+        for part, n in parts:
+            for i in range(n):
+                ax.add_patch(matplotlib.patches.Rectangle((x0 + i, -row - 0.4), 0.92, 0.8,
+                                                          color=COLORS[part]))
+            if n:
+                ax.text(x0 + n / 2, -row, f"{part} {n}", ha="center", va="center", fontsize=8, color="white")
+            x0 += n
+        ax.text(-0.6, -row, str(dt).replace("torch.", ""), ha="right", va="center", fontsize=9)
+    ax.set_xlim(-6, 33)
+    ax.set_ylim(-len(dtypes) + 0.4, 0.6)
+    ax.axis("off")
+    ax.set_title("Bit layout: sign | exponent (range) | mantissa (precision)", fontsize=10)
+    return _done(fig)
+
+
+def plot_lines(series: dict, xlabel: str, ylabel: str, title: str = "", hlines: dict | None = None,
+               logy: bool = False):
+    """A generic line chart: {label: (xs, ys)}, with optional horizontal reference lines {label: y}."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for label, (xs, ys) in series.items():
+        ax.plot(list(xs), list(ys), marker="o", ms=3, label=label)
+    for i, (label, y) in enumerate((hlines or {}).items()):
+        ax.axhline(y, ls="--", lw=1, color=f"C{i + len(series)}", label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _done(fig)
+
+
+def plot_bars(values: dict, ylabel: str, title: str = "", logy: bool = False):
+    """A generic bar chart {label: value}, each bar labelled with its value."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bars = ax.bar(list(values), list(values.values()), color=COLORS["original"])
+    for bar, v in zip(bars, values.values()):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{v:.3g}", ha="center",
+                va="bottom", fontsize=8)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.tick_params(axis="x", rotation=20)
+    return _done(fig)

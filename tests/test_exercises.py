@@ -1,0 +1,126 @@
+"""The learner-facing checker: one clear verdict, never a traceback from inside coursekit."""
+import pytest
+import torch
+
+import coursekit.exercises as exercises
+from coursekit.exercises import Exercise, check, evaluate
+
+
+def _ref_double(x):
+    return x * 2
+
+
+def _cases():
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(3, generator=g),), (torch.zeros(2, 2),), (torch.tensor([1e6]),)]
+
+
+FAKE = [
+    Exercise("99.double", "double", _ref_double, _cases, title="double a tensor", hint="multiply by two"),
+    Exercise("99.answer", "answer", lambda: 42, hint="six times seven"),
+    Exercise("99.pair", "pair", lambda x: (x.sum(), int(x.numel())), _cases),
+]
+
+
+@pytest.fixture(autouse=True)
+def fake_registry(monkeypatch):
+    monkeypatch.setattr(exercises, "_REGISTRY", {e.id: e for e in FAKE})
+
+
+def test_correct_answer_passes():
+    r = evaluate("99.double", lambda x: x + x)
+    assert r.passed and r.points == 1 and "passed" in r.message
+
+
+def test_wrong_value_says_expected_and_got_and_hint():
+    r = evaluate("99.double", lambda x: x * 3)
+    assert r.status == "failed" and "expected" in r.message and "got" in r.message
+    assert "Hint: multiply by two" in r.message
+
+
+def test_wrong_shape_and_dtype():
+    assert "shape" in evaluate("99.double", lambda x: (x * 2).reshape(-1, 1)).message
+    assert "dtype" in evaluate("99.double", lambda x: (x * 2).double()).message
+
+
+@pytest.mark.parametrize("answer", [None, "a string", [1, 2], 3.0, torch.tensor([1.0])])
+def test_wrong_types_get_a_message_not_an_exception(answer):
+    r = evaluate("99.double", answer)
+    assert r.status in ("failed", "not_done") and r.message
+
+
+def test_function_returning_wrong_types():
+    for bad in (lambda x: None, lambda x: "x", lambda x: [1.0], lambda x: x * float("nan")):
+        r = evaluate("99.double", bad)
+        assert r.status == "failed", r.message
+
+
+def test_not_implemented_is_not_done_yet():
+    def stub(x):
+        raise NotImplementedError
+    r = evaluate("99.double", stub)
+    assert r.status == "not_done" and "not done yet" in r.message
+
+
+def test_learner_exception_is_reported_in_learner_terms(capsys):
+    def broken(x):
+        return x.no_such_method()
+    check("99.double", broken)
+    out = capsys.readouterr().out
+    assert "AttributeError" in out and "no_such_method" in out and "Traceback" not in out
+    assert "coursekit" not in out.split("raised", 1)[1]
+
+
+def test_learner_tensors_are_not_mutated():
+    answer = torch.tensor([42.0])
+    before = answer.clone()
+    evaluate("99.answer", answer)
+    assert torch.equal(answer, before)
+
+    seen = []
+    def mutating(x):
+        seen.append(x)
+        x.mul_(2)
+        return x
+    assert evaluate("99.double", mutating).passed   # its own copy, so the reference is unaffected
+
+
+def test_value_exercise_accepts_value_or_function():
+    assert evaluate("99.answer", 42).passed
+    assert evaluate("99.answer", lambda: 42).passed
+    r = evaluate("99.answer", 41)
+    assert r.status == "failed" and "41" in r.message and "42" in r.message
+    assert evaluate("99.answer", 42.5).status == "failed"
+    assert evaluate("99.answer", True).status == "failed"
+
+
+def test_tuples_compared_item_by_item():
+    assert evaluate("99.pair", lambda x: (x.sum(), x.numel())).passed
+    assert "item 1" in evaluate("99.pair", lambda x: (x.sum(), 0)).message
+
+
+def test_unknown_id_never_raises(capsys):
+    check("nope", 1)
+    check(None, 1)
+    out = capsys.readouterr().out
+    assert "no exercise called 'nope'" in out and "99.double" in out
+
+
+def test_check_prints_one_line_verdict(capsys):
+    check("99.double", _ref_double)
+    assert capsys.readouterr().out.strip().startswith("✅")
+
+
+def test_every_real_spec_passes_with_its_reference(monkeypatch):
+    monkeypatch.setattr(exercises, "_REGISTRY", None)
+    specs = exercises.list_exercises()
+    for ex in specs:
+        assert ex.id.split(".")[0].isdigit() and ex.name.isidentifier() and ex.points > 0
+        assert evaluate(ex.id, ex.reference).passed, ex.id
+
+
+def test_every_real_spec_rejects_a_wrong_answer(monkeypatch):
+    monkeypatch.setattr(exercises, "_REGISTRY", None)
+    for ex in exercises.list_exercises():
+        wrong = (lambda *args: "not an answer")
+        assert not evaluate(ex.id, wrong).passed, ex.id

@@ -1,0 +1,158 @@
+import pytest
+import torch
+from torch import nn
+
+from coursekit import memory as mem
+
+
+# -- the calculator ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, expected", [
+    (torch.float32, 4.0), (torch.bfloat16, 2.0), (torch.int8, 1.0), ("fp32", 4.0), ("fp16", 2.0),
+    ("bf16", 2.0), ("int8", 1.0), ("int4", 0.5), ("int2", 0.25), (4, 0.5), (16, 2.0),
+])
+def test_bytes_per_param(spec, expected):
+    assert mem.bytes_per_param(spec) == expected
+
+
+def test_seven_billion_on_a_t4():
+    assert mem.nbytes_for(7e9, "fp16") == 14e9
+    assert mem.format_bytes(mem.nbytes_for(7e9, "fp16")) == "14.00 GB"
+    rows = mem.memory_table(7e9)
+    assert [r.dtype for r in rows] == ["fp32", "fp16", "bf16", "int8", "int4"]
+    assert [r.fits for r in rows] == [False, True, True, True, True]
+    assert rows[-1].nbytes == 3.5e9
+    table = mem.format_memory_table(rows)
+    assert "28.00 GB" in table and "3.50 GB" in table
+
+
+def test_format_bytes_units():
+    assert mem.format_bytes(0) == "0 B"
+    assert mem.format_bytes(512) == "512 B"
+    assert mem.format_bytes(1500) == "1.50 KB"
+    assert mem.format_bytes(13.04e9) == "13.04 GB"
+    assert mem.format_bytes(2e12) == "2.00 TB"
+
+
+def test_calculator_bad_inputs():
+    with pytest.raises(ValueError, match="dtype_or_bits"):
+        mem.bytes_per_param("fp13")
+    with pytest.raises(ValueError, match="dtype_or_bits"):
+        mem.bytes_per_param(0)
+    with pytest.raises(TypeError, match="dtype_or_bits"):
+        mem.bytes_per_param(4.0)
+    with pytest.raises(ValueError, match="n_params"):
+        mem.nbytes_for(-1, "fp16")
+    with pytest.raises(TypeError, match="n"):
+        mem.format_bytes("1 GB")
+    with pytest.raises(ValueError, match="device_gb"):
+        mem.memory_table(7e9, device_gb=0)
+
+
+# -- model_nbytes ---------------------------------------------------------------------------------
+
+def test_plain_module_and_tied_weights():
+    model = nn.Sequential(nn.Linear(10, 20), nn.BatchNorm1d(20), nn.Linear(20, 10, bias=False))
+    params = (10 * 20 + 20) + (20 + 20) + 20 * 10
+    buffers = 20 + 20  # running mean and var (fp32); num_batches_tracked is one int64
+    assert mem.model_nbytes(model) == (params + buffers) * 4 + 8
+    model[2].weight = nn.Parameter(model[0].weight.T)  # a view sharing the first layer's storage
+    assert mem.model_nbytes(model) == (params - 200 + buffers) * 4 + 8
+
+
+def test_packed_uint8_buffer_counts_half_a_byte_per_4bit_value():
+    class Packed4bit(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("packed", torch.zeros(64, 32, dtype=torch.uint8))  # 64x64 codes
+            self.register_buffer("scale", torch.ones(64, dtype=torch.float16))
+
+    assert mem.model_nbytes(Packed4bit()) == 64 * 64 // 2 + 64 * 2
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_config():
+    transformers = pytest.importorskip("transformers")
+    return transformers.LlamaConfig(
+        vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+
+
+def _tiny_llama(config, tied=False):
+    from transformers import LlamaForCausalLM
+    torch.manual_seed(0)
+    config.tie_word_embeddings = tied
+    return LlamaForCausalLM(config)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_equals_get_memory_footprint_for_plain_llama(tiny_llama_config, tied):
+    model = _tiny_llama(tiny_llama_config, tied=tied)
+    assert mem.model_nbytes(model) == model.get_memory_footprint()
+
+
+def _expected_quantized_nbytes(model, bits, group_size=None):
+    """Theory: each Linear weight at `bits` bits, fp32 scales (and shifts when grouped), two
+    fp32 activation-scale scalars per quantized module, everything else unchanged."""
+    total = 0
+    linears = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    linear_weights = {id(m.weight) for m in linears.values()}
+    for m in linears.values():
+        out_features, in_features = m.weight.shape
+        total += out_features * in_features * bits // 8
+        if group_size is None:
+            total += out_features * 4                                   # one scale per row
+        else:
+            total += 2 * (out_features * in_features // group_size) * 4  # scale + shift per group
+        total += 2 * 4                                                  # input_scale, output_scale
+    total += sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in linear_weights)
+    total += sum(b.numel() * b.element_size() for b in model.buffers())
+    return total
+
+
+@pytest.mark.parametrize("qtype_name, bits, group_size", [("qint8", 8, None), ("qint4", 4, 128)])
+def test_quanto_quantized_llama(tiny_llama_config, qtype_name, bits, group_size):
+    quanto = pytest.importorskip("optimum.quanto")
+    model = _tiny_llama(tiny_llama_config)
+    expected = _expected_quantized_nbytes(model, bits, group_size)
+    float_size = model.get_memory_footprint()
+    quanto.quantize(model, weights=getattr(quanto, qtype_name))
+    quanto.freeze(model)
+
+    weight = model.model.layers[0].mlp.down_proj.weight
+    assert type(weight) is not torch.Tensor  # a quanto tensor subclass, not a plain tensor
+    got = mem.model_nbytes(model)
+    assert got == pytest.approx(expected, rel=0.01)
+    # transformers still counts the quantized weights at their outer (float) dtype
+    assert model.get_memory_footprint() >= float_size > got
+
+
+# -- peak_memory ---------------------------------------------------------------------------------
+
+def test_peak_memory_sees_a_400mb_allocation():
+    def allocate():
+        return torch.empty(100_000_000, dtype=torch.float32).fill_(1)
+
+    result, peak = mem.peak_memory(allocate)
+    assert result.numel() == 100_000_000
+    del result
+    assert peak == pytest.approx(400e6, rel=0.15)
+
+
+def test_peak_memory_passes_arguments_through():
+    result, peak = mem.peak_memory(lambda a, b=0: a + b, 1, b=2)
+    assert result == 3 and peak >= 0
+
+
+def test_peak_memory_bad_inputs():
+    with pytest.raises(TypeError, match="fn"):
+        mem.peak_memory(42)
+    with pytest.raises(ValueError, match="device"):
+        mem.peak_memory(lambda: None, device="tpu")
+    with pytest.raises(ValueError, match="interval"):
+        mem.peak_memory(lambda: None, interval=0)
+
+
+def test_model_nbytes_bad_input():
+    with pytest.raises(TypeError, match="model"):
+        mem.model_nbytes(torch.zeros(3))
