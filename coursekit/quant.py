@@ -161,22 +161,56 @@ def _qparams_from_minmax(x_min, x_max, bits: int, symmetric: bool):
 
 
 def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
-                   granularity: str = "per_tensor", axis: int = 0, group_size: int | None = None):
+                   granularity: str = "per_tensor", axis: int = 0, group_size: int | None = None,
+                   *, clipping: str = "minmax"):
     """Pick (scale, zero_point) for every block of x from the block's min and max.
 
     Returns float32 scales and int8 zero points shaped like `Blocking.param_shape`: a scalar for
     per_tensor, x.shape[axis] entries along `axis` for per_channel, one per group for per_group.
+    `clipping="mse"` searches a narrower range per block instead (see `quantize`).
     """
     _check_bits(bits)
     _check_float_tensor(x)
     blocking = Blocking.make(x.shape, granularity, axis, group_size)
-    scale, zero_point = _block_qparams(blocking.to_blocks(x), bits, symmetric)
+    scale, zero_point = _block_qparams(blocking.to_blocks(x), bits, symmetric, clipping)
     return scale.reshape(blocking.param_shape), zero_point.reshape(blocking.param_shape)
 
 
-def _block_qparams(blocks: torch.Tensor, bits: int, symmetric: bool):
+CLIPPINGS = ("minmax", "mse")
+#: Fractions of each block's range tried by clipping="mse" (1.0 first: never worse than min/max).
+CLIP_FRACTIONS = tuple(1.0 - 0.025 * i for i in range(21))     # 1.0, 0.975, ..., 0.5
+
+
+def _block_qparams(blocks: torch.Tensor, bits: int, symmetric: bool, clipping: str = "minmax"):
+    if clipping not in CLIPPINGS:
+        raise ValueError(f"clipping must be one of {CLIPPINGS}, got {clipping!r}")
     x_min, x_max = torch.aminmax(blocks, dim=1, keepdim=True)
-    return _qparams_from_minmax(x_min.float(), x_max.float(), bits, symmetric)
+    x_min, x_max = x_min.float(), x_max.float()
+    if clipping == "minmax":
+        return _qparams_from_minmax(x_min, x_max, bits, symmetric)
+    return _mse_qparams(blocks, x_min, x_max, bits, symmetric)
+
+
+def _mse_qparams(blocks, x_min, x_max, bits, symmetric):
+    """Per block, the clipping range (a fraction of min..max) whose round trip has the lowest MSE.
+
+    With few bits, the rare largest values stretch the grid for everyone: clipping them trades a
+    large error on a few values for a finer step on all the others. The search is a loop over the
+    candidate fractions; every candidate is evaluated for all blocks at once.
+    """
+    best_err = best_scale = best_zero = None
+    for frac in CLIP_FRACTIONS:
+        scale, zero = _qparams_from_minmax(x_min * frac, x_max * frac, bits, symmetric)
+        back = (_linear_quantize(blocks, scale, zero, bits).float() - zero) * scale
+        err = back.sub_(blocks).pow_(2).sum(dim=1, keepdim=True)
+        if best_err is None:
+            best_err, best_scale, best_zero = err, scale, zero
+        else:
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best_scale = torch.where(better, scale, best_scale)
+            best_zero = torch.where(better, zero, best_zero)
+    return best_scale, best_zero
 
 
 def linear_quantize(x: torch.Tensor, scale, zero_point, bits: int = 8) -> torch.Tensor:
@@ -262,8 +296,12 @@ class QTensor:
 
 
 def quantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, granularity: str = "per_tensor",
-             axis: int = 0, group_size: int | None = None) -> QTensor:
+             axis: int = 0, group_size: int | None = None, *, clipping: str = "minmax") -> QTensor:
     """Quantize x to `bits`-bit signed codes with one scale and zero point per block.
+
+    clipping="minmax" (the default) maps each block's min and max to the ends of the code range;
+    clipping="mse" searches, per block, a narrower range that lowers the mean squared error
+    (worth it at 4 bits and below, where a few outliers otherwise coarsen the grid for all values).
 
     >>> q = quantize(torch.randn(4, 8), bits=8, granularity="per_channel")
     >>> q.scale.shape, q.data.dtype
@@ -275,7 +313,7 @@ def quantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, granularit
         raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
     blocking = Blocking.make(x.shape, granularity, axis, group_size)
     blocks = blocking.to_blocks(x)
-    scale, zero_point = _block_qparams(blocks, bits, symmetric)
+    scale, zero_point = _block_qparams(blocks, bits, symmetric, clipping)
     codes = _linear_quantize(blocks, scale, zero_point, bits)
     return QTensor(blocking.from_blocks(codes), scale.reshape(blocking.param_shape),
                    zero_point.reshape(blocking.param_shape), bits, symmetric, blocking, x.dtype)
@@ -305,16 +343,16 @@ class _RoundTrip(torch.autograd.Function):
     """quantize -> dequantize in the forward pass; the identity for gradients (straight-through)."""
 
     @staticmethod
-    def forward(ctx, x, bits, symmetric, granularity, axis, group_size):
-        return quantize(x, bits, symmetric, granularity, axis, group_size).dequantize()
+    def forward(ctx, x, bits, symmetric, granularity, axis, group_size, clipping):
+        return quantize(x, bits, symmetric, granularity, axis, group_size, clipping=clipping).dequantize()
 
     @staticmethod
     def backward(ctx, grad_output):
-        return grad_output, None, None, None, None, None
+        return grad_output, None, None, None, None, None, None
 
 
 def fake_quantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, granularity: str = "per_tensor",
-                  axis: int = 0, group_size: int | None = None) -> torch.Tensor:
+                  axis: int = 0, group_size: int | None = None, *, clipping: str = "minmax") -> torch.Tensor:
     """Values of x snapped onto the quantization grid, still a float tensor.
 
     Rounding has zero gradient almost everywhere, which would stop training; the straight-through
@@ -322,4 +360,4 @@ def fake_quantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, granu
     """
     _check_bits(bits)
     _check_float_tensor(x.detach() if isinstance(x, torch.Tensor) else x)
-    return _RoundTrip.apply(x, bits, symmetric, granularity, axis, group_size)
+    return _RoundTrip.apply(x, bits, symmetric, granularity, axis, group_size, clipping)

@@ -171,3 +171,24 @@ def test_bad_scale_and_codes():
         quant.linear_dequantize(torch.randn(3), 1.0, 0)
     with pytest.raises(ValueError, match="same shape"):
         quantization_error(torch.randn(3), torch.randn(4))
+
+
+# ---------------------------------------------------------------- MSE-optimal clipping
+def test_mse_clipping_never_worse_per_block_and_much_better_at_4_bits():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(256, 512, generator=g) * (1 + 4 * (torch.rand(256, 512, generator=g) > 0.998))  # sparse outliers
+    kw = dict(bits=4, granularity="per_group", group_size=128)
+    plain, clipped = quantize(w, **kw), quantize(w, clipping="mse", **kw)
+    per_block = lambda q: (q.dequantize() - w).pow(2).reshape(-1, 128).mean(1)
+    assert (per_block(clipped) <= per_block(plain) + 1e-9).all()
+    assert quantization_error(w, clipped) < 0.9 * quantization_error(w, plain)
+    assert (clipped.scale <= plain.scale + 1e-9).all()
+
+
+def test_mse_clipping_fake_quantize_and_bad_value():
+    x = torch.randn(4, 64, requires_grad=True)
+    y = quant.fake_quantize(x, bits=3, granularity="per_channel", clipping="mse")
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+    with pytest.raises(ValueError, match="clipping"):
+        quantize(torch.randn(4), clipping="best")
