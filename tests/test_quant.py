@@ -192,3 +192,23 @@ def test_mse_clipping_fake_quantize_and_bad_value():
     assert torch.equal(x.grad, torch.ones_like(x))
     with pytest.raises(ValueError, match="clipping"):
         quantize(torch.randn(4), clipping="best")
+
+
+# ---------------------------------------------------------------- the compiled fast path
+def test_fast_path_gives_identical_codes_and_scales(monkeypatch):
+    """Large tensors take a torch.compile'd path; it must agree exactly with the eager recipe."""
+    monkeypatch.setattr(quant, "FAST_PATH_MIN_NUMEL", 1)
+    w = torch.randn(96, 256, generator=torch.Generator().manual_seed(3)) * 3
+    for kwargs in (dict(bits=8, symmetric=True, granularity="per_channel"),
+                   dict(bits=4, granularity="per_group", group_size=128),
+                   dict(bits=2, granularity="per_tensor")):
+        quant.fast_path.enabled = True
+        fast = quantize(w, **kwargs)
+        assert quant.fast_path.error is None, quant.fast_path.error
+        quant.fast_path.enabled = False
+        eager = quantize(w, **kwargs)
+        quant.fast_path.enabled = True
+        assert torch.equal(fast.data, eager.data) and torch.equal(fast.scale, eager.scale)
+        assert torch.equal(fast.zero_point, eager.zero_point)
+    with pytest.raises(ValueError, match="NaN"):
+        quantize(torch.tensor([1.0, float("nan")] * 64))
