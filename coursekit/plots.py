@@ -211,3 +211,62 @@ def plot_bars(values: dict, ylabel: str, title: str = "", logy: bool = False):
     ax.set_title(title, fontsize=10)
     ax.tick_params(axis="x", rotation=20)
     return _done(fig)
+
+
+def plot_heatmaps(panels: dict, title: str = "", cmap: str = "magma", shared_scale: bool = True):
+    """Heatmaps side by side, one per {label: 2-D tensor}, on one colour scale so they compare.
+
+    Used to show where the error lands (e.g. |error| of one slice under several granularities).
+    """
+    if not panels:
+        raise ValueError("panels is empty: pass {label: 2-D tensor}")
+    values = {label: _as_2d(t) for label, t in panels.items()}
+    vmax = max(float(v.max()) for v in values.values()) if shared_scale else None
+    fig, axes = plt.subplots(1, len(values), figsize=(3.4 * len(values) + 0.8, 3.6), squeeze=False,
+                             layout="constrained")
+    for ax, (label, v) in zip(axes[0], values.items()):
+        im = ax.imshow(v.numpy(), cmap=cmap, aspect="auto", vmin=0.0 if shared_scale else None, vmax=vmax)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("column (input channel)", fontsize=8)
+        ax.set_ylabel("row (output channel)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if not shared_scale:
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    if shared_scale:
+        fig.colorbar(im, ax=list(axes[0]), fraction=0.02)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    plt.close(fig)   # constrained layout instead of _done's tight_layout: it handles the shared colorbar
+    return fig
+
+
+def plot_size_vs_quality(points: dict, ylabel: str = "perplexity (lower is better)", title: str = "",
+                         baseline: str | None = None, budget: float | None = None, logy: bool = True):
+    """The trade-off of a quantization study: one labelled point per variant, size in MB vs quality.
+
+    ``points`` is {label: (nbytes, value)}. ``baseline`` names the point drawn as a dashed reference
+    line; ``budget`` (a fraction, e.g. 0.05) shades the band within that much of the baseline, so
+    the variants worth shipping are the leftmost points inside it.
+    """
+    if not points:
+        raise ValueError("points is empty: pass {label: (nbytes, value)}")
+    if baseline is not None and baseline not in points:
+        raise ValueError(f"baseline {baseline!r} is not one of the labels {list(points)}")
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, (label, (nbytes, value)) in enumerate(points.items()):
+        ax.scatter(nbytes / 1e6, value, s=45, color=f"C{i % 10}", zorder=3)
+        ax.annotate(label, (nbytes / 1e6, value), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if baseline is not None:
+        ref = points[baseline][1]
+        ax.axhline(ref, color=COLORS["grid"], ls="--", lw=1, label=f"{baseline} baseline")
+        if budget is not None:
+            ax.axhspan(ref, ref * (1 + budget), color=COLORS["mantissa"], alpha=0.15,
+                       label=f"within {budget:.0%} of {baseline}")
+        ax.legend(fontsize=8, loc="upper right")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("model size (MB, as stored)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or "Size against quality: left and low is better", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _done(fig)

@@ -1,0 +1,116 @@
+"""Exercises of notebook 05 · Symmetric vs asymmetric quantization.
+
+Hidden cases are built by seeded functions, so every machine sees the same tensors. The choose_mode
+cases are picked so that the two MSEs are either exactly equal or clearly apart: a learner who
+computes the MSE a little differently (float32 instead of float64) still gets the same verdict.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coursekit import quant
+
+from .spec import Exercise
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- 05.symmetric_scale
+def symmetric_scale(x, bits):
+    qmax = 2 ** (bits - 1) - 1
+    absmax = x.abs().max().item()
+    return absmax / qmax if absmax > 0 else 1.0
+
+
+def _scale_cases():
+    g = _gen(5)
+    return [
+        (torch.randn(64, generator=g) * 0.02, 8),
+        (torch.relu(torch.randn(8, 8, generator=g)), 4),
+        (-torch.rand(10, generator=g) * 3.0, 8),          # one-sided, negative: max|x| is -min
+        (torch.tensor([0.75]), 2),                         # a single element, 2 bits (qmax = 1)
+        (torch.zeros(4, 4), 8),                            # all zeros: any positive scale works; use 1
+    ]
+
+
+# --------------------------------------------------------------------------- 05.symmetric_quantize
+def symmetric_quantize(x, bits):
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    scale = x.abs().max() / qmax
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    return torch.round(x / scale).clamp(qmin, qmax).to(torch.int8)
+
+
+def _quantize_cases():
+    g = _gen(6)
+    return [
+        (torch.randn(4, 16, generator=g), 8),
+        (torch.relu(torch.randn(32, generator=g)), 4),
+        (torch.randn(3, 5, generator=g) * 10, 3),
+        (-torch.rand(12, generator=g), 8),
+        (torch.tensor([-2.5]), 8),
+        (torch.zeros(2, 3), 4),
+    ]
+
+
+# --------------------------------------------------------------------------- 05.fraction_of_range_used
+def fraction_of_range_used(codes, bits):
+    return (int(codes.max()) - int(codes.min()) + 1) / 2 ** bits
+
+
+def _range_cases():
+    g = _gen(7)
+    normal, relu = torch.randn(256, generator=g), torch.relu(torch.randn(256, generator=g))
+    return [
+        (quant.quantize(relu, bits=8, symmetric=True).data, 8),      # 0..127: half the range
+        (quant.quantize(relu, bits=8).data, 8),                      # -128..127: int8 max - min overflows
+        (quant.quantize(normal, bits=8, symmetric=True).data, 8),
+        (quant.quantize(normal, bits=4, symmetric=True).data, 4),    # -7..7: 15 of 16 codes
+        (torch.zeros(5, dtype=torch.int8), 8),                       # one code used
+        (torch.tensor([3], dtype=torch.int8), 2),                    # a single code
+    ]
+
+
+# --------------------------------------------------------------------------- 05.choose_mode
+def choose_mode(x, bits):
+    mse_sym = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=True))
+    mse_asym = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=False))
+    return "asymmetric" if mse_asym < mse_sym else "symmetric"
+
+
+def _mode_cases():
+    g = _gen(8)
+    return [
+        (torch.relu(torch.randn(64, 64, generator=g)), 8),           # one-sided: asymmetric
+        (-torch.rand(500, generator=g) * 4, 4),                      # one-sided, negative: asymmetric
+        (torch.tensor([-3.0, -1.0, 0.0, 2.0, 3.0]), 3),              # on the symmetric grid: symmetric
+        (torch.arange(-7, 8, dtype=torch.float32) * 0.25, 4),        # on the symmetric grid: symmetric
+        (torch.zeros(3, 3), 8),                                      # a tie (both exact): symmetric
+        (torch.tensor([1.0]), 8),                                    # a single element
+    ]
+
+
+EXERCISES = [
+    Exercise("05.symmetric_scale", "symmetric_scale", symmetric_scale, _scale_cases,
+             title="the scale of symmetric quantization",
+             hint="scale = max|x| / (2**(bits-1) - 1), as a number; if x is all zeros return 1.0 "
+                  "(any positive scale gives codes 0, and dividing by 0 would give NaN)."),
+    Exercise("05.symmetric_quantize", "symmetric_quantize", symmetric_quantize, _quantize_cases,
+             title="symmetric codes",
+             hint="codes = round(x / scale) clamped to [-2**(bits-1), 2**(bits-1) - 1], returned as "
+                  "torch.int8; scale = max|x| / (2**(bits-1) - 1), or 1 when x is all zeros. Divide by "
+                  "the scale (torch.round rounds halves to even)."),
+    Exercise("05.fraction_of_range_used", "fraction_of_range_used", fraction_of_range_used, _range_cases,
+             title="how much of the code range is used",
+             hint="(largest code - smallest code + 1) / 2**bits, as a float. Convert the codes to "
+                  "Python ints first: in int8, 127 - (-128) overflows."),
+    Exercise("05.choose_mode", "choose_mode", choose_mode, _mode_cases,
+             title="choose the mode by measuring",
+             hint="quantize x both ways with quant.quantize(x, bits=bits, symmetric=...), compare "
+                  "quant.quantization_error; return 'asymmetric' only if its MSE is strictly lower, "
+                  "otherwise 'symmetric' (on a tie the cheaper mode wins).", points=2),
+]

@@ -1,0 +1,116 @@
+"""Exercises of notebook 06 · Granularity: per-tensor, per-channel, per-group.
+
+All weights here are quantized symmetrically (zero point 0), so a block is described by its scale
+alone. Hidden cases are built by seeded functions, so every machine sees the same tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from coursekit import quant
+
+from .spec import Exercise
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- 06.per_channel_scales
+def per_channel_scales(w, bits):
+    qmax = 2 ** (bits - 1) - 1
+    absmax = w.abs().amax(dim=1, keepdim=True)
+    return torch.where(absmax > 0, absmax / qmax, torch.ones_like(absmax))
+
+
+def _scale_cases():
+    g = _gen(61)
+    outlier = torch.randn(6, 10, generator=g) * 0.02
+    outlier[2] *= 20
+    zero_row = torch.randn(4, 4, generator=g)
+    zero_row[1] = 0.0
+    return [
+        (torch.randn(8, 16, generator=g), 8),
+        (outlier, 4),
+        (zero_row, 8),                                   # a row of zeros gets scale 1
+        (torch.randn(1, 5, generator=g), 8),             # a single output channel
+        (torch.randn(3, 1, generator=g), 2),             # a single input: each row is one value
+    ]
+
+
+# --------------------------------------------------------------------------- 06.per_group_dequantize
+def per_group_dequantize(codes, scales, group_size):
+    blocks = codes.reshape(-1, group_size).float()       # (n_blocks, block_len)
+    return (blocks * scales.reshape(-1, 1)).reshape(codes.shape)
+
+
+def _group_case(x, bits, group_size):
+    q = quant.quantize(x, bits=bits, symmetric=True, granularity="per_group", group_size=group_size)
+    return (q.data, q.scale, group_size)
+
+
+def _group_cases():
+    g = _gen(62)
+    return [
+        _group_case(torch.randn(4, 16, generator=g), 8, 4),
+        _group_case(torch.randn(3, 12, generator=g) * 0.1, 4, 6),
+        _group_case(torch.randn(2, 3, 8, generator=g), 8, 4),      # 3-D: groups along the last dim
+        _group_case(torch.randn(5, 8, generator=g), 4, 8),         # one group per row
+        _group_case(torch.randn(2, 4, generator=g), 8, 1),         # a group per value
+        _group_case(torch.randn(32, generator=g), 4, 8),           # 1-D
+    ]
+
+
+# --------------------------------------------------------------------------- 06.bits_per_weight
+def bits_per_weight(bits, group_size, scale_bits):
+    return bits + scale_bits / group_size
+
+
+def _bits_cases():
+    return [(4, 32, 16), (4, 128, 16), (8, 64, 32), (3, 64, 16), (2, 16, 16), (4, 1, 32)]
+
+
+# --------------------------------------------------------------------------- 06.w8a32_linear
+def w8a32_linear(x, codes, scales, bias):
+    weight = codes.float() * scales                      # dequantize: (out, in) * (out, 1)
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
+def _linear_case(g, batch_shape, out_f, in_f, with_bias=True):
+    w = torch.randn(out_f, in_f, generator=g) * 0.05
+    q = quant.quantize(w, bits=8, symmetric=True, granularity="per_channel", axis=0)
+    x = torch.randn(*batch_shape, in_f, generator=g)
+    bias = torch.randn(out_f, generator=g) * 0.1 if with_bias else None
+    return (x, q.data, q.scale, bias)
+
+
+def _linear_cases():
+    g = _gen(63)
+    return [
+        _linear_case(g, (3,), 8, 16),
+        _linear_case(g, (4,), 6, 6),                     # square: a missing transpose still runs
+        _linear_case(g, (2, 3), 5, 12),                  # a batch of sequences
+        _linear_case(g, (1,), 2, 4, with_bias=False),    # no bias
+    ]
+
+
+EXERCISES = [
+    Exercise("06.per_channel_scales", "per_channel_scales", per_channel_scales, _scale_cases,
+             title="symmetric scales, one per output channel",
+             hint="one scale per row: w.abs().amax(dim=1, keepdim=True) / (2**(bits-1) - 1), shape "
+                  "(out_features, 1); a row of zeros gets scale 1.0 (torch.where)."),
+    Exercise("06.per_group_dequantize", "per_group_dequantize", per_group_dequantize, _group_cases,
+             title="per-group dequantization through the block view",
+             hint="view the codes as (n_blocks, group_size) with reshape(-1, group_size), convert to "
+                  "float, multiply by the scales as a column reshape(-1, 1), reshape back to codes.shape."),
+    Exercise("06.bits_per_weight", "bits_per_weight", bits_per_weight, _bits_cases,
+             title="effective bits per weight",
+             hint="each weight has its own `bits`; each group of `group_size` weights shares one scale "
+                  "of `scale_bits`: bits + scale_bits / group_size."),
+    Exercise("06.w8a32_linear", "w8a32_linear", w8a32_linear, _linear_cases,
+             title="a linear layer with int8 weights and float32 activations",
+             hint="dequantize the weight, codes.float() * scales (shape (out, in)), then "
+                  "x @ weight.T, and add the bias unless it is None.", points=2),
+]

@@ -1,0 +1,221 @@
+"""Exercises of notebooks 05 (symmetric vs asymmetric) and 06 (granularity).
+
+For every exercise: the reference passes, plausible wrong answers fail with a message that says what
+was expected and what came back, and an untouched stub is reported as "not done yet". The references
+also agree with coursekit, which the notebooks use for everything after the exercises.
+"""
+
+import json
+import pathlib
+
+import pytest
+import torch
+
+from coursekit import quant
+from coursekit.exercises import evaluate, get_exercise, list_exercises
+from coursekit.exercises import nb05_symmetric_vs_asymmetric as nb05
+from coursekit.exercises import nb06_granularity as nb06
+
+NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
+IDS = ["05.symmetric_scale", "05.symmetric_quantize", "05.fraction_of_range_used", "05.choose_mode",
+       "06.per_channel_scales", "06.per_group_dequantize", "06.bits_per_weight", "06.w8a32_linear"]
+
+
+def _stub(*args):
+    raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- every exercise
+def test_all_exercises_are_registered():
+    assert sorted(e.id for e in list_exercises("05") + list_exercises("06")) == sorted(IDS)
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_reference_passes(exercise_id):
+    ex = get_exercise(exercise_id)
+    r = evaluate(exercise_id, ex.reference)
+    assert r.passed and r.points == ex.points, r.message
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_stub_is_not_done_yet(exercise_id):
+    r = evaluate(exercise_id, _stub)
+    assert r.status == "not_done" and "not done yet" in r.message
+
+
+@pytest.mark.parametrize("exercise_id", IDS)
+def test_cases_are_deterministic_and_include_edge_cases(exercise_id):
+    ex = get_exercise(exercise_id)
+    first, second = ex.cases(), ex.cases()
+    assert len(first) >= 4
+    for a, b in zip(first, second):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+
+
+@pytest.mark.parametrize("notebook, prefix", [("05_symmetric_vs_asymmetric.ipynb", "05."),
+                                              ("06_granularity.ipynb", "06.")])
+def test_notebook_checks_each_exercise_with_a_solution(notebook, prefix):
+    path = NOTEBOOKS / notebook
+    if not path.exists():
+        pytest.skip(f"{notebook} not written yet")
+    cells = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    for exercise_id in (i for i in IDS if i.startswith(prefix)):
+        name = get_exercise(exercise_id).name
+        assert f'check("{exercise_id}", {name})' in cells, f"no check cell for {exercise_id}"
+        solution = next(c for c in cells if c.startswith(f"def {name}("))
+        assert "### BEGIN SOLUTION" in solution and "### END SOLUTION" in solution
+
+
+def _verdict(exercise_id, answer):
+    r = evaluate(exercise_id, answer)
+    assert r.status in ("failed", "error"), f"{exercise_id}: a wrong answer was accepted ({r.message})"
+    assert r.message.startswith("❌")
+    if r.status == "failed":
+        assert "expected" in r.message, r.message
+    return r.message
+
+
+# --------------------------------------------------------------------------- 05
+def test_symmetric_scale_wrong_answers():
+    msg = _verdict("05.symmetric_scale", lambda x, bits: x.abs().max().item() / (2 ** bits - 1))
+    assert "got" in msg
+    msg = _verdict("05.symmetric_scale", lambda x, bits: x.abs().max().item() / (2 ** (bits - 1) - 1))
+    assert "expected 1" in msg                        # the all-zero case: 0 would divide by zero later
+
+
+def test_symmetric_quantize_wrong_answers():
+    def truncates(x, bits):                           # .to(int8) truncates instead of rounding
+        s = nb05.symmetric_scale(x, bits)
+        return (x / s).clamp(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1).to(torch.int8)
+
+    def float_codes(x, bits):
+        return nb05.symmetric_quantize(x, bits).float()
+
+    assert "values differ" in _verdict("05.symmetric_quantize", truncates)
+    assert "dtype" in _verdict("05.symmetric_quantize", float_codes)
+
+
+def test_symmetric_quantize_matches_coursekit():
+    for x, bits in nb05._quantize_cases():
+        assert torch.equal(nb05.symmetric_quantize(x, bits), quant.quantize(x, bits=bits, symmetric=True).data)
+
+
+def test_fraction_of_range_used_wrong_answers():
+    def overflows(codes, bits):                       # int8 arithmetic: 127 - (-128) wraps around
+        return float(codes.max() - codes.min() + 1) / 2 ** bits
+
+    def counts_distinct_codes(codes, bits):
+        return codes.unique().numel() / 2 ** bits
+
+    assert "got -0.5, expected 0.5" in _verdict("05.fraction_of_range_used", overflows)  # 127 - 0 + 1 wraps
+    _verdict("05.fraction_of_range_used", counts_distinct_codes)
+    _verdict("05.fraction_of_range_used", lambda codes, bits: (int(codes.max()) - int(codes.min())) / 2 ** bits)
+
+
+def test_choose_mode_wrong_answers():
+    def ties_go_asymmetric(x, bits):
+        s = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=True))
+        a = quant.quantization_error(x, quant.quantize(x, bits=bits))
+        return "asymmetric" if a <= s else "symmetric"
+
+    assert "'symmetric'" in _verdict("05.choose_mode", lambda x, bits: "asymmetric")
+    assert "'asymmetric'" in _verdict("05.choose_mode", lambda x, bits: "symmetric")
+    _verdict("05.choose_mode", ties_go_asymmetric)
+    _verdict("05.choose_mode", lambda x, bits: bool(x.min() < 0))
+
+
+def test_choose_mode_cases_are_not_near_ties():
+    """A learner who computes the MSE in float32 must get the same verdict: exact ties or a clear gap."""
+    for x, bits in nb05._mode_cases():
+        s = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=True))
+        a = quant.quantization_error(x, quant.quantize(x, bits=bits))
+        assert s == a or abs(s - a) > 0.2 * max(s, a)
+
+
+def test_symmetric_scale_matches_coursekit():
+    for x, bits in nb05._scale_cases():
+        scale, zero_point = quant.choose_qparams(x, bits=bits, symmetric=True)
+        assert scale.item() == pytest.approx(nb05.symmetric_scale(x, bits), rel=1e-6)
+        assert zero_point.item() == 0
+
+
+# --------------------------------------------------------------------------- 06
+def test_per_channel_scales_wrong_answers():
+    assert "shape" in _verdict("06.per_channel_scales", lambda w, bits: w.abs().amax(dim=0, keepdim=True) / (2 ** (bits - 1) - 1))
+    assert "shape" in _verdict("06.per_channel_scales", lambda w, bits: w.abs().amax(dim=1) / (2 ** (bits - 1) - 1))
+    msg = _verdict("06.per_channel_scales", lambda w, bits: w.abs().amax(dim=1, keepdim=True) / (2 ** (bits - 1) - 1))
+    assert "expected 1" in msg                        # the all-zero row
+
+
+def test_per_channel_scales_match_coursekit():
+    for w, bits in nb06._scale_cases():
+        scale, _ = quant.choose_qparams(w, bits=bits, symmetric=True, granularity="per_channel", axis=0)
+        assert torch.allclose(nb06.per_channel_scales(w, bits), scale)
+
+
+def test_per_group_dequantize_wrong_answers():
+    def groups_across_rows(codes, scales, group_size):    # groups taken down the columns
+        blocks = codes.reshape(group_size, -1).float()
+        return (blocks * scales.reshape(1, -1)).reshape(codes.shape)
+
+    def tiles_scales(codes, scales, group_size):          # repeat instead of repeat_interleave
+        return codes.float() * scales.repeat(*([1] * (scales.dim() - 1)), group_size)
+
+    _verdict("06.per_group_dequantize", groups_across_rows)
+    assert "values differ" in _verdict("06.per_group_dequantize", tiles_scales)
+    assert "dtype" in _verdict("06.per_group_dequantize",
+                               lambda c, s, g: nb06.per_group_dequantize(c, s, g).double())
+
+
+def test_per_group_dequantize_matches_coursekit():
+    for x, bits, group_size in [(torch.randn(6, 64), 4, 32), (torch.randn(2, 3, 8), 8, 4)]:
+        q = quant.quantize(x, bits=bits, symmetric=True, granularity="per_group", group_size=group_size)
+        assert torch.equal(nb06.per_group_dequantize(q.data, q.scale, group_size), q.dequantize())
+
+
+def test_bits_per_weight_wrong_answers():
+    assert "expected 4.5" in _verdict("06.bits_per_weight", lambda bits, group_size, scale_bits: bits + scale_bits * group_size)
+    _verdict("06.bits_per_weight", lambda bits, group_size, scale_bits: bits)
+    _verdict("06.bits_per_weight", lambda bits, group_size, scale_bits: (bits + scale_bits) / group_size)
+
+
+def test_bits_per_weight_matches_qtensor_with_float32_scales():
+    q = quant.quantize(torch.randn(8, 128), bits=4, symmetric=True, granularity="per_group", group_size=32)
+    assert q.bits_per_value == pytest.approx(nb06.bits_per_weight(4, 32, 32))
+
+
+def test_w8a32_linear_wrong_answers():
+    def forgets_scales(x, codes, scales, bias):
+        y = x @ codes.float().T
+        return y if bias is None else y + bias
+
+    def forgets_transpose(x, codes, scales, bias):
+        y = x @ (codes.float() * scales)
+        return y if bias is None else y + bias
+
+    def always_adds_bias(x, codes, scales, bias):
+        return x @ (codes.float() * scales).T + bias
+
+    assert "values differ" in _verdict("06.w8a32_linear", forgets_scales)
+    msg = _verdict("06.w8a32_linear", forgets_transpose)   # raises on the first, non-square case
+    assert "RuntimeError" in msg or "values differ" in msg
+    assert "TypeError" in _verdict("06.w8a32_linear", always_adds_bias)
+
+
+def test_w8a32_linear_is_close_to_float32():
+    torch.manual_seed(0)
+    w, x, b = torch.randn(16, 32) * 0.05, torch.randn(4, 32), torch.randn(16)
+    q = quant.quantize(w, bits=8, symmetric=True, granularity="per_channel", axis=0)
+    y, y_q = x @ w.T + b, nb06.w8a32_linear(x, q.data, q.scale, b)
+    assert ((y_q - y).norm() / y.norm()).item() < 0.02
+
+
+# --------------------------------------------------------------------------- the figure notebook 06 adds
+def test_plot_heatmaps_shares_one_colour_scale():
+    from coursekit import plots
+    fig = plots.plot_heatmaps({"a": torch.rand(3, 4), "b": 2 * torch.rand(3, 4)}, title="t")
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 2 and len({im.get_clim() for im in images}) == 1
+    with pytest.raises(ValueError, match="empty"):
+        plots.plot_heatmaps({})
