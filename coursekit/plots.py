@@ -110,7 +110,7 @@ def plot_error_vs_bits(x: torch.Tensor, configs: dict | None = None, bits=range(
     ax.set_yscale("log")
     ax.set_xlabel("bits")
     ax.set_ylabel("mean squared error")
-    ax.set_title("Each extra bit halves the step: the error drops ~4x per bit", fontsize=10)
+    ax.set_title("Quantization error against bit width", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _done(fig)

@@ -9,6 +9,7 @@ expression of a cell.
 
 Sections:
   * Bit explorer -- flip the bits of an int8 / float8 / float16 / bfloat16 / float32 number.
+  * Quantization explorer -- bits, mode and granularity against a histogram with the grid.
 """
 
 from __future__ import annotations
@@ -186,3 +187,139 @@ class BitExplorer:
 def bit_explorer(dtype=torch.float16, value=1 / 3) -> BitExplorer:
     """An interactive view of the bits of ``value`` in ``dtype``; evaluate it in a cell to show it."""
     return BitExplorer(dtype=dtype, value=value)
+
+
+# =============================================================================================
+# Quantization explorer
+# =============================================================================================
+# The explorer only wires controls to coursekit.quant (the numbers) and coursekit.plots (the
+# figure); `update()` is a plain method, so tests and notebooks can drive it without a browser.
+
+import io as _io
+
+from coursekit import plots as _plots
+from coursekit import quant as _quant
+
+__all__ += ["QuantizationExplorer", "quantization_explorer", "outlier_weight"]
+
+
+def outlier_weight(rows: int = 16, cols: int = 64, outlier_rows=(3, 11), outlier_scale: float = 8.0,
+                   seed: int = 0) -> torch.Tensor:
+    """A weight-like matrix: small Gaussian values, with a few rows `outlier_scale` times larger.
+
+    Real weight matrices often have a handful of channels with a much wider range than the rest;
+    one shared scale must stretch to cover them, which wastes levels on every other row.
+    """
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(rows, cols, generator=g) * 0.02
+    for r in outlier_rows:
+        w[r] *= outlier_scale
+    return w
+
+
+def _group_sizes(last_dim: int) -> list[int]:
+    """Group sizes that divide the last dimension (smallest first), so every choice is valid."""
+    sizes = [d for d in range(2, last_dim + 1) if last_dim % d == 0]
+    return sizes or [last_dim]
+
+
+class QuantizationExplorer:
+    """Pick bits, mode and granularity; see the histogram, the quantization grid and the MSE.
+
+    Controls (tests and notebooks set their ``.value``): ``bits_slider`` (2..8),
+    ``mode_buttons`` ("asymmetric" / "symmetric"), ``granularity_buttons`` (per_tensor /
+    per_channel over rows / per_group), ``group_size_dropdown`` (only enabled for per_group).
+    Read-outs: ``mse_label`` (HTML), ``image`` (the PNG of ``figure``).
+    ``update()`` recomputes everything from the controls; ``state()`` returns the current
+    configuration and its error as a dict.
+    """
+
+    def __init__(self, x: torch.Tensor | None = None, bits: int = 4, symmetric: bool = False,
+                 granularity: str = "per_tensor", group_size: int | None = None):
+        x = outlier_weight() if x is None else x
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        if x.dim() == 0:
+            raise ValueError("x: expected a tensor with at least one dimension, got a scalar")
+        _quant._check_float_tensor(x)
+        _quant._check_bits(bits)
+        if granularity not in _quant.GRANULARITIES:
+            raise ValueError(f"granularity: expected one of {_quant.GRANULARITIES}, got {granularity!r}")
+        self.x = x.detach().float().cpu()
+        sizes = _group_sizes(self.x.shape[-1])
+        if group_size is None:
+            group_size = min(sizes, key=lambda s: abs(s - 16))  # a typical small group
+        if group_size not in sizes:
+            raise ValueError(f"group_size: expected a divisor of the last dimension "
+                             f"({self.x.shape[-1]}), one of {sizes}; got {group_size!r}")
+
+        self.bits_slider = widgets.IntSlider(value=bits, min=_quant.MIN_BITS, max=_quant.MAX_BITS,
+                                             description="bits", continuous_update=False)
+        self.mode_buttons = widgets.ToggleButtons(options=["asymmetric", "symmetric"],
+                                                  value="symmetric" if symmetric else "asymmetric",
+                                                  description="mode")
+        self.granularity_buttons = widgets.ToggleButtons(options=list(_quant.GRANULARITIES),
+                                                         value=granularity, description="granularity")
+        self.group_size_dropdown = widgets.Dropdown(options=sizes, value=group_size,
+                                                    description="group size")
+        self.mse_label = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.figure = None
+        self.widget = widgets.VBox([
+            widgets.HBox([self.bits_slider, self.group_size_dropdown]),
+            self.mode_buttons, self.granularity_buttons, self.mse_label, self.image])
+        for control in (self.bits_slider, self.mode_buttons, self.granularity_buttons,
+                        self.group_size_dropdown):
+            control.observe(self._on_change, names="value")
+        self.update()
+
+    # -- state --------------------------------------------------------------------------------
+    def config(self) -> dict:
+        """The arguments of ``coursekit.quant.quantize`` that the controls describe."""
+        granularity = self.granularity_buttons.value
+        return {"bits": self.bits_slider.value, "symmetric": self.mode_buttons.value == "symmetric",
+                "granularity": granularity,
+                "group_size": self.group_size_dropdown.value if granularity == "per_group" else None}
+
+    def state(self) -> dict:
+        """The current configuration plus its MSE and storage cost (bits per value)."""
+        return {**self.config(), "mse": self.mse, "bits_per_value": self.qtensor.bits_per_value}
+
+    def update(self) -> dict:
+        """Quantize x with the current controls and refresh the label and the figure."""
+        cfg = self.config()
+        self.group_size_dropdown.disabled = cfg["granularity"] != "per_group"
+        self.qtensor = _quant.quantize(self.x, **cfg)
+        self.mse = _quant.quantization_error(self.x, self.qtensor)
+        self.figure = _plots.plot_histogram_with_grid(self.x, self.qtensor)
+        buf = _io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=72)
+        self.image.value = buf.getvalue()
+        self.mse_label.value = (
+            f"<div style='font-family:monospace'>{html.escape(self._describe(cfg))}: "
+            f"<b>MSE = {self.mse:.4g}</b>, {self.qtensor.scale.numel()} scale(s), "
+            f"{self.qtensor.bits_per_value:.3g} bits per value with scales</div>")
+        return self.state()
+
+    @staticmethod
+    def _describe(cfg: dict) -> str:
+        mode = "symmetric" if cfg["symmetric"] else "asymmetric"
+        extra = f" (group size {cfg['group_size']})" if cfg["granularity"] == "per_group" else ""
+        return f"{cfg['bits']}-bit {mode}, {cfg['granularity']}{extra}"
+
+    def _on_change(self, change) -> None:
+        self.update()
+
+    # -- display ------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"QuantizationExplorer({self._describe(self.config())}: MSE = {self.mse:.4g})"
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)  # the default repr would spell out the PNG's bytes
+        return bundle
+
+
+def quantization_explorer(x: torch.Tensor | None = None) -> QuantizationExplorer:
+    """An interactive view of quantizing ``x`` (default: ``outlier_weight()``); evaluate it in a cell."""
+    return QuantizationExplorer(x)

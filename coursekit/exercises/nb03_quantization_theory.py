@@ -1,0 +1,127 @@
+"""Exercises of notebook 03 · Quantization theory.
+
+The learner writes the three steps of linear quantization for int8, asymmetric, per tensor, and
+the error measure used to judge them. The references follow the notebook (and coursekit.quant):
+round half to even (torch.round), codes in [-128, 127], and a range widened to include 0 before
+the scale and zero point are derived.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .spec import Exercise
+
+QMIN, QMAX = -128, 127
+
+# The worked example of the notebook.
+WORKED = [[191.6, -13.5, 728.6], [92.14, 295.5, -184.0], [0.0, 684.6, 245.5]]
+
+
+# --------------------------------------------------------------------------- references
+def linear_quantize(x, scale, zero_point):
+    q = torch.round(x / scale) + zero_point
+    return q.clamp(QMIN, QMAX).to(torch.int8)
+
+
+def linear_dequantize(codes, scale, zero_point):
+    return scale * (codes.float() - zero_point)
+
+
+def scale_and_zero_point(x):
+    r_min = min(x.min().item(), 0.0)
+    r_max = max(x.max().item(), 0.0)
+    scale = (r_max - r_min) / (QMAX - QMIN)
+    zero_point = int(round(QMIN - r_min / scale))
+    zero_point = max(QMIN, min(QMAX, zero_point))
+    return scale, zero_point
+
+
+def mse(x, y):
+    return (x - y).pow(2).mean().item()
+
+
+# --------------------------------------------------------------------------- hidden cases
+def _quantize_cases():
+    g = torch.Generator().manual_seed(3)
+    return [
+        (torch.tensor(WORKED), 3.5, -70),                        # 728.6 must clip to 127
+        (torch.tensor(WORKED), 3.578823566436768, -77),          # the derived scale: nothing clips
+        (torch.randn(4, 5, generator=g) * 1.6, 0.01, 0),         # many values clip, at both ends
+        (torch.randn(6, generator=g) * 3, 0.05, 10),
+        # exactly on and just past the edges: 127, 127.5, 128.4, -128, -128.5, -129.6 steps
+        (torch.tensor([1.27, 1.275, 1.284, -1.28, -1.285, -1.296]), 0.01, 0),
+        (torch.tensor([0.37, 0.52, 0.649, -0.36]), 0.1, 3),     # rounds up, down, and the sign
+        (torch.full((2, 3), 2.0), 0.5, -128),                    # a constant tensor
+        (torch.tensor([-3.0, -1.2, -0.01]), 0.0118, 127),        # negative only
+    ]
+
+
+def _dequantize_cases():
+    g = torch.Generator().manual_seed(4)
+    return [
+        (torch.tensor([[127, -70, 127], [-44, 14, -123], [-70, 126, 0]], dtype=torch.int8), 3.5, -70),
+        (torch.tensor([-128, 0, 127], dtype=torch.int8), 0.5, 0),
+        # int8 arithmetic would overflow here: 127 - (-77) = 204 does not fit in int8
+        (torch.tensor([127, 100, -128, -77], dtype=torch.int8), 3.578823566436768, -77),
+        (torch.tensor([-128, -1, 127], dtype=torch.int8), 0.01, 127),
+        (torch.randint(-128, 128, (4, 6), generator=g, dtype=torch.int8), 0.0123, -5),
+        (torch.full((3,), 127, dtype=torch.int8), 1.0, -128),
+    ]
+
+
+def _qparams_cases():
+    g = torch.Generator().manual_seed(5)
+    return [
+        (torch.tensor(WORKED),),                                  # scale 3.5788, zero point -77
+        (torch.randn(8, 8, generator=g),),
+        (torch.randn(100, generator=g) * 0.02 + 0.01,),
+        (torch.tensor([-1.0, 1.5]),),                             # two signs, no element at 0
+        (torch.tensor([-0.5, 2.0, 7.25, 3.0]),),
+        (torch.tensor([1.5, 2.0, 5.0]),),                         # positive only: range widened to [0, 5]
+        (torch.tensor([[-3.0, -0.5], [-2.0, -1.0]]),),            # negative only: range widened to [-3, 0]
+        (torch.full((2, 2), 4.0),),                               # constant: [0, 4]
+    ]
+
+
+def _mse_cases():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(5, 7, generator=g)
+    return [
+        (torch.tensor(WORKED), linear_dequantize(linear_quantize(torch.tensor(WORKED), 3.5, -70), 3.5, -70)),
+        (x, x + 0.1 * torch.randn(5, 7, generator=g)),
+        (x, x.clone()),                                           # identical: 0
+        (torch.tensor([1.0, -2.0, 3.0]), torch.tensor([2.0, -2.0, 1.0])),   # errors of both signs
+    ]
+
+
+EXERCISES = [
+    Exercise(
+        "03.linear_quantize", "linear_quantize", linear_quantize, _quantize_cases,
+        title="codes q = clip(round(x / s) + z)",
+        hint="divide by the scale, round with torch.round, add the zero point, clip to [-128, 127] "
+             "with .clamp, and only then convert with .to(torch.int8) (converting first wraps around).",
+        points=2,
+    ),
+    Exercise(
+        "03.linear_dequantize", "linear_dequantize", linear_dequantize, _dequantize_cases,
+        title="values r = s (q - z)",
+        hint="turn the int8 codes into floats with codes.float() before subtracting the zero point: "
+             "in int8, 127 - (-77) overflows. Return float32.",
+        points=1,
+    ),
+    Exercise(
+        "03.scale_and_zero_point", "scale_and_zero_point", scale_and_zero_point, _qparams_cases,
+        title="asymmetric int8 scale and zero point from min and max",
+        hint="widen the range to include 0 (r_min = min(x.min(), 0), r_max = max(x.max(), 0)); "
+             "s = (r_max - r_min) / (127 - (-128)); z = round(-128 - r_min / s), then clip z to "
+             "[-128, 127]. Return (scale, zero_point) as (float, int).",
+        points=2, atol=1e-6, rtol=1e-5,
+    ),
+    Exercise(
+        "03.mse", "mse", mse, _mse_cases,
+        title="mean squared error",
+        hint="the mean over all elements of (x - y) squared; return a Python float (.item()).",
+        points=1, atol=1e-7, rtol=1e-5,
+    ),
+]
