@@ -124,3 +124,11 @@ def test_every_real_spec_rejects_a_wrong_answer(monkeypatch):
     for ex in exercises.list_exercises():
         wrong = (lambda *args: "not an answer")
         assert not evaluate(ex.id, wrong).passed, ex.id
+
+
+def test_whole_numbers_compare_exactly(monkeypatch):
+    big = Exercise("99.big", "big", lambda: 2 ** 60 + 1)
+    monkeypatch.setattr(exercises, "_REGISTRY", {"99.big": big, "99.answer": FAKE[1]})
+    assert evaluate("99.big", 2 ** 60 + 1).passed
+    assert not evaluate("99.big", 2 ** 60).passed
+    assert not evaluate("99.answer", 42.000001).passed

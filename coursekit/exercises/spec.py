@@ -125,8 +125,10 @@ def compare(got: Any, expected: Any, ex: Exercise) -> str | None:
             got = got.item()
         if isinstance(got, bool) or not isinstance(got, (int, float)):
             return f"expected a number, got {describe(got)}"
-        if isinstance(expected, int) and isinstance(got, float) and not got.is_integer():
-            return f"got {_fmt(got)}, expected the whole number {expected}"
+        if isinstance(expected, int):   # whole numbers compare exactly, at any size
+            if isinstance(got, float) and not got.is_integer():
+                return f"got {_fmt(got)}, expected the whole number {expected}"
+            return None if got == expected else f"got {_fmt(got)}, expected {expected}"
         if math.isnan(got) and not math.isnan(expected):
             return "the result is NaN"
         if not math.isclose(got, expected, rel_tol=ex.rtol, abs_tol=ex.atol):

@@ -1,0 +1,129 @@
+"""Exercises of notebook 02 (model casting): measuring a cast model against its fp32 original.
+
+Every exercise is a pure function of tensors, so the hidden cases are plain argument tuples.
+Tolerances are absolute-tight (atol ~ 1e-9) because the differences being measured are themselves
+small: a loose atol would let a wrong formula pass on them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .spec import Exercise
+
+
+def tensor_bytes(t):
+    """Bytes of memory the elements of tensor `t` take (numel x bytes per element)."""
+    return t.numel() * t.element_size()
+
+
+def mean_abs_diff(a, b):
+    """Mean absolute difference of two same-shape tensors, computed in float32, as a Python float."""
+    return (a.float() - b.float()).abs().mean().item()
+
+
+def mean_cosine(a, b):
+    """Mean, over rows, of the cosine similarity between row i of `a` and row i of `b` (float32)."""
+    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).mean().item()
+
+
+def perplexity_from_logits(logits, targets):
+    """exp(mean cross-entropy) of next-token `targets` (n,) under `logits` (n, vocab), in float32."""
+    return math.exp(torch.nn.functional.cross_entropy(logits.float(), targets).item())
+
+
+def top1_agreement(logits_a, logits_b):
+    """Fraction of positions where both logits pick the same top token (argmax over the last dim)."""
+    return (logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean().item()
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _bytes_cases():
+    g = _gen(0)
+    x = torch.randn(4, 8, generator=g)
+    return [(x,), (x.to(torch.bfloat16),), (x.to(torch.float16),), (x.double(),),
+            (torch.randint(-128, 128, (3, 5), generator=g, dtype=torch.int8),),
+            (torch.arange(10),), (torch.zeros(6, dtype=torch.bool),), (torch.zeros(0, 5),),
+            (torch.tensor(3.0),)]
+
+
+def _logits_pairs(seed):
+    """(fp32 logits, the same logits through a bf16 / fp16 round trip), plus harder pairs."""
+    g = _gen(seed)
+    logits = torch.randn(2, 6, 16, generator=g) * 3
+    noisy = logits + 0.5 * torch.randn(2, 6, 16, generator=g)
+    return logits, noisy
+
+
+def _diff_cases():
+    logits, noisy = _logits_pairs(1)
+    return [(logits, logits.to(torch.bfloat16)), (logits, logits.to(torch.float16)),
+            (logits, noisy), (noisy, logits), (logits, logits.clone()),
+            (torch.tensor([1.0, -2.0, 3.0]), torch.tensor([2.0, -2.0, 0.0]))]
+
+
+def _cosine_cases():
+    g = _gen(2)
+    a = torch.randn(6, 12, generator=g) * 4
+    b = torch.randn(6, 12, generator=g)
+    return [(a, b), (a, a.clone()), (a, 3 * a), (a, -a), (a, a + 0.1 * b),
+            (a, a.to(torch.bfloat16)), (torch.tensor([[3.0, 4.0]]), torch.tensor([[4.0, 3.0]]))]
+
+
+def _ppl_cases():
+    g = _gen(3)
+    logits = torch.randn(20, 50, generator=g) * 2
+    targets = torch.randint(0, 50, (20,), generator=g)
+    confident = torch.full((4, 8), -20.0)
+    confident[torch.arange(4), torch.tensor([1, 5, 2, 7])] = 20.0
+    return [(logits, targets), (torch.zeros(5, 32), torch.tensor([0, 3, 31, 7, 7])),
+            (confident, torch.tensor([1, 5, 2, 7])), (logits[:1], targets[:1]),
+            (logits.to(torch.bfloat16), targets)]
+
+
+def _top1_cases():
+    logits, noisy = _logits_pairs(4)
+    flat = logits.reshape(-1, 16)
+    return [(logits, noisy), (logits, logits.clone()), (logits, -logits), (flat, noisy.reshape(-1, 16)),
+            (torch.tensor([[0.1, 0.9, 0.0]]), torch.tensor([[0.2, 0.7, 0.1]]))]
+
+
+EXERCISES = [
+    Exercise(
+        "02.tensor_bytes", "tensor_bytes", tensor_bytes, _bytes_cases,
+        title="bytes of a tensor",
+        hint="numel() elements times element_size() bytes each; don't assume 4 bytes per element.",
+        atol=0.0, rtol=0.0,
+    ),
+    Exercise(
+        "02.mean_abs_diff", "mean_abs_diff", mean_abs_diff, _diff_cases,
+        title="mean absolute difference of two tensors",
+        hint="convert both to float32 first, then (a - b).abs().mean(); return a Python float (.item()).",
+        atol=1e-9, rtol=1e-5,
+    ),
+    Exercise(
+        "02.mean_cosine", "mean_cosine", mean_cosine, _cosine_cases,
+        title="mean cosine similarity of matching rows",
+        hint="the cosine of two vectors is their dot product divided by the product of their norms; "
+             "compute one per row (torch.nn.functional.cosine_similarity(a, b, dim=-1)) and average.",
+        atol=1e-6, rtol=1e-5,
+    ),
+    Exercise(
+        "02.perplexity_from_logits", "perplexity_from_logits", perplexity_from_logits, _ppl_cases,
+        title="perplexity from logits",
+        hint="perplexity = exp(mean cross-entropy); torch.nn.functional.cross_entropy(logits.float(), "
+             "targets) gives the mean cross-entropy. Compute in float32, even for bf16 logits.",
+        atol=1e-9, rtol=1e-4,
+    ),
+    Exercise(
+        "02.top1_agreement", "top1_agreement", top1_agreement, _top1_cases,
+        title="how often two models pick the same next token",
+        hint="argmax over the last dimension of each, compare, and take the mean of the matches as a float.",
+        atol=1e-9, rtol=1e-6,
+    ),
+]
