@@ -123,13 +123,13 @@ def batches(ids: torch.Tensor, batch: int, seq: int, gen: torch.Generator):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--max-minutes", type=float, default=20.0,
+    ap.add_argument("--max-minutes", type=float, default=30.0,
                     help="time guard: on a slower (busy) machine the cosine schedule is compressed "
                          "to end by then, and training stops there")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--context", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--intermediate", type=int, default=688)
+    ap.add_argument("--intermediate", type=int, default=768)   # divisible by group sizes 32-256
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--vocab", type=int, default=4096)
