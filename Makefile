@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lab test unit nbtest execute train-lm clean
+.PHONY: setup lab test unit nbtest execute bench release train-lm clean
 
 setup: $(STAMP)
 	@$(BIN)/python -m coursekit.warmup
@@ -46,3 +46,11 @@ train-lm: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Speed, memory and accuracy against the alternatives: benchmarks/results/report.md
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+# Learner copies (solutions stubbed out) where the Colab badges point; a test fails when stale.
+release: setup
+	$(BIN)/coursekit release notebooks --out notebooks/learner
