@@ -1,0 +1,139 @@
+"""Run the benchmarks and write benchmarks/results/{report.md, results.json, *.png}.
+
+    python -m benchmarks.run                  # everything (make bench), ~10 minutes on 2 cores
+    python -m benchmarks.run --only speed     # one section
+    python -m benchmarks.run --quick          # small sizes: checks that the code runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import torch  # noqa: E402
+
+from coursekit import models, plots  # noqa: E402
+
+from . import accuracy, latency, notebook_times, sizes, speed  # noqa: E402
+
+SECTIONS = ("speed", "memory", "accuracy", "notebooks", "grading", "latency")
+TITLES = {"speed": "1. Quantizer speed", "memory": "2. Memory", "accuracy": "3. Accuracy",
+          "notebooks": "4. Notebook wall times", "grading": "5. Grading throughput",
+          "latency": "6. Inference latency"}
+
+
+def _grading(quick: bool):
+    from . import grading_throughput
+    return grading_throughput.run(n_submissions=2 if quick else 6)
+
+
+def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
+    def lm():
+        if "lm" not in cache:
+            cache["lm"] = models.load_lm()
+        return cache["lm"]
+
+    def encoder():
+        if "enc" not in cache:
+            cache["enc"] = models.load_encoder()
+        return cache["enc"]
+
+    if name == "speed":
+        r = speed.run(n=512 if quick else 4096, repeats=3 if quick else 7)
+        return r, speed.to_markdown(r)
+    if name == "memory":
+        r = sizes.run({"small LM": lm()[0], "encoder": encoder()[0]})
+        return r, sizes.to_markdown(r)
+    if name == "accuracy":
+        model, tok = lm()
+        r = {"perplexity": accuracy.perplexities(model, tok, max_tokens=512 if quick else None),
+             "weight_mse": accuracy.weight_errors(model)}
+        if not quick:
+            r["agreement"] = accuracy.agreements(*encoder())
+        return r, accuracy.to_markdown(r)
+    if name == "notebooks":
+        r = notebook_times.run(paths=[] if quick else None)
+        return r, notebook_times.to_markdown(r)
+    if name == "grading":
+        from . import grading_throughput
+        r = _grading(quick)
+        return r, grading_throughput.to_markdown(r)
+    if name == "latency":
+        model, tok = lm()
+        r = latency.run(model, tok, n=512 if quick else 4096, repeats=3 if quick else 7)
+        return r, latency.to_markdown(r)
+    raise ValueError(f"unknown section {name!r}; choose from {SECTIONS}")
+
+
+def figures(results: dict, out: Path) -> list[str]:
+    made = []
+    if "speed" in results:
+        rows = results["speed"]["rows"]
+        fig = plots.plot_bars({r["name"].replace("coursekit ", "ck ")[:38]: r["ms"] for r in rows},
+                              "milliseconds (log)", "Quantizing a 4096x4096 weight", logy=True)
+        fig.set_size_inches(12, 4.5)
+        fig.savefig(out / "speed.png", dpi=110, bbox_inches="tight")
+        made.append("speed.png")
+    if "memory" in results and "accuracy" in results:
+        ppl = results["accuracy"]["perplexity"]
+        mem = {r["variant"]: r["model_nbytes"] for r in results["memory"]["rows"] if r["model"] == "small LM"}
+        common = [k for k in ppl if k in mem]
+        series = {k: ([mem[k] / 1e6], [ppl[k]]) for k in common}
+        fig = plots.plot_lines(series, "model_nbytes (MB)", "held-out perplexity",
+                               "Small LM: size against perplexity", logy=True)
+        fig.set_size_inches(8, 4.5)
+        fig.savefig(out / "size_vs_perplexity.png", dpi=110, bbox_inches="tight")
+        made.append("size_vs_perplexity.png")
+    if "latency" in results:
+        rows = [r for r in results["latency"]["rows"] if r["what"].startswith("Linear")]
+        fig = plots.plot_bars({r["variant"][:30]: r["x_fp32"] for r in rows}, "time relative to fp32",
+                              rows[0]["what"] if rows else "")
+        fig.set_size_inches(11, 4.2)
+        fig.savefig(out / "latency.png", dpi=110, bbox_inches="tight")
+        made.append("latency.png")
+    return made
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    p.add_argument("--quick", action="store_true", help="small sizes, to check that everything runs")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = p.parse_args(argv)
+    names = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        p.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results, parts, cache = {}, [], {}
+    for name in names:
+        start = time.perf_counter()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        results[name], md = run_section(name, args.quick, cache)
+        parts.append(f"## {TITLES[name]}\n\n{md}\n\n_(section took {time.perf_counter() - start:.0f} s)_\n")
+    meta = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                python=platform.python_version(), torch=torch.__version__, machine=platform.machine(),
+                cpus=os.cpu_count(), threads=torch.get_num_threads(), quick=args.quick)
+    made = figures(results, out)
+    header = (f"# coursekit benchmarks\n\n{meta['date']} · Python {meta['python']} · torch {meta['torch']} · "
+              f"{meta['cpus']} CPUs ({meta['machine']}) · {'quick run' if args.quick else 'full run'}\n\n"
+              "Measurements on the machine that ran `make bench`; they are figures, not tests.\n\n")
+    figs = "".join(f"![{m}]({m})\n" for m in made)
+    (out / "report.md").write_text(header + "\n".join(parts) + ("\n## Figures\n\n" + figs if figs else ""))
+    (out / "results.json").write_text(json.dumps(dict(meta=meta, **results), indent=1, default=str))
+    print(f"[bench] wrote {out / 'report.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
