@@ -1,0 +1,107 @@
+"""Exercises of notebook 07 · Build an 8-bit quantizer.
+
+The learner writes the pieces of a W8A16 linear layer: the per-output-channel scales, the int8
+codes, the forward pass that dequantizes on the fly, and the bytes it saves. Hidden cases are
+built by seeded functions, so every machine sees the same tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .spec import Exercise
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- 07.int8_scales
+def int8_scales(weight):
+    absmax = weight.abs().amax(dim=1)
+    return torch.where(absmax > 0, absmax / 127, torch.ones_like(absmax))
+
+
+def _scales_cases():
+    g = _gen(70)
+    lopsided = torch.randn(4, 16, generator=g) * 0.05
+    lopsided[1, 3] = -0.9                      # the largest magnitude of row 1 is negative
+    with_zero_row = torch.randn(3, 8, generator=g)
+    with_zero_row[2] = 0.0                     # an all-zero row: scale 1.0
+    return [
+        (torch.randn(8, 32, generator=g) * 0.02,),
+        (lopsided,),
+        (with_zero_row,),
+        (torch.randn(5, 1, generator=g),),     # one input feature
+        (torch.randn(1, 64, generator=g),),    # one output channel
+    ]
+
+
+# --------------------------------------------------------------------------- 07.int8_codes
+def int8_codes(weight, scales):
+    return torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8)
+
+
+def _codes_cases():
+    cases = []
+    for seed, shape in ((71, (6, 16)), (72, (4, 4)), (73, (3, 1))):
+        w = torch.randn(*shape, generator=_gen(seed))
+        cases.append((w, int8_scales(w)))
+    w = torch.tensor([[0.5, -0.25, 0.126, -1.0]])   # values that land between codes and on the edge
+    cases.append((w, int8_scales(w)))
+    w = torch.randn(4, 8, generator=_gen(74))
+    cases.append((w, int8_scales(w) * 0.5))          # scales too small: codes must be clamped to int8
+    return cases
+
+
+# --------------------------------------------------------------------------- 07.w8a16_forward
+def w8a16_forward(x, int8_weight, scales, bias):
+    y = F.linear(x, int8_weight.to(x.dtype)) * scales
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def _forward_cases():
+    cases = []
+    for seed, batch, in_f, out_f, has_bias in ((75, (4,), 16, 8, True), (76, (2, 3), 8, 8, True),
+                                               (77, (5,), 32, 4, False), (78, (1,), 1, 3, True)):
+        g = _gen(seed)
+        w = torch.randn(out_f, in_f, generator=g)
+        scales = int8_scales(w)
+        codes = int8_codes(w, scales)
+        bias = torch.randn(out_f, generator=g) if has_bias else None
+        cases.append((torch.randn(*batch, in_f, generator=g), codes, scales, bias))
+    return cases
+
+
+# --------------------------------------------------------------------------- 07.bytes_saved
+def bytes_saved(in_features, out_features):
+    fp32 = 4 * in_features * out_features
+    w8a16 = in_features * out_features + 4 * out_features     # int8 weights + one fp32 scale per row
+    return fp32 - w8a16
+
+
+def _bytes_cases():
+    return [(4096, 4096), (256, 688), (688, 256), (3, 5), (1, 1)]
+
+
+EXERCISES = [
+    Exercise("07.int8_scales", "int8_scales", int8_scales, _scales_cases,
+             title="per-channel symmetric int8 scales",
+             hint="one scale per row: the row's largest |value| divided by 127 "
+                  "(weight.abs().amax(dim=1)); a row of zeros gets 1.0 (torch.where)."),
+    Exercise("07.int8_codes", "int8_codes", int8_codes, _codes_cases,
+             title="int8 codes of a weight",
+             hint="divide each row by its own scale (scales[:, None] broadcasts over the columns), "
+                  "torch.round, clamp to [-128, 127], then .to(torch.int8)."),
+    Exercise("07.w8a16_forward", "w8a16_forward", w8a16_forward, _forward_cases,
+             title="the W8A16 forward pass", rtol=1e-4, atol=1e-4,
+             hint="F.linear(x, int8_weight.to(x.dtype)) gives x @ W_int8.T; multiply by scales "
+                  "(one per output column), then add the bias when it is not None."),
+    Exercise("07.bytes_saved", "bytes_saved", bytes_saved, _bytes_cases,
+             title="bytes saved by W8A16", rtol=0.0, atol=0.0,
+             hint="fp32: 4 bytes per weight. W8A16: 1 byte per weight plus a 4-byte fp32 scale per "
+                  "output channel. The bias is the same in both, so leave it out."),
+]
