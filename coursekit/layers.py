@@ -159,8 +159,12 @@ class PackedLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, bits: int | None = None,
-                    group_size: int = DEFAULT_GROUP_SIZE) -> "PackedLinear":
-        """Quantize an ``nn.Linear`` (a ``FakeQuantLinear`` too). A meta Linear gives an empty layer."""
+                    group_size: int = DEFAULT_GROUP_SIZE, clipping: str = "minmax") -> "PackedLinear":
+        """Quantize an ``nn.Linear`` (a ``FakeQuantLinear`` too). A meta Linear gives an empty layer.
+
+        ``clipping="mse"`` picks each group's range by searching for the lowest error instead of
+        using its min and max (see ``coursekit.quant.quantize``): the "refine" step at low bits.
+        """
         _check_linear(linear)
         bits = cls._default_bits() if bits is None else bits
         w = linear.weight.detach()
@@ -168,7 +172,8 @@ class PackedLinear(nn.Module):
                     group_size=group_size, dtype=w.dtype, device=w.device)
         if w.is_meta:
             return layer
-        q = quant.quantize(w, bits=bits, symmetric=False, granularity="per_group", group_size=group_size)
+        q = quant.quantize(w, bits=bits, symmetric=False, granularity="per_group", group_size=group_size,
+                           clipping=clipping)
         layer.packed_weight.copy_(packing.pack(packing.to_unsigned(q.data, bits), bits))
         layer.scales.copy_(q.scale)
         layer.zero_points.copy_(q.zero_point)

@@ -256,3 +256,14 @@ def test_other_bad_arguments():
         replace_linear(nn.Sequential(nn.Linear(2, 2)), layer_cls=nn.Linear)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         replace_linear("not a model")
+
+
+def test_packed_linear_mse_clipping_lowers_weight_error():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 64)
+    with torch.no_grad():
+        lin.weight[:, ::37] *= 6          # a few large weights per row stretch the plain grid
+    err = lambda layer: float((layer.dequantized_weight() - lin.weight).pow(2).mean())
+    plain = W4A16Linear.from_linear(lin, group_size=64)
+    clipped = W4A16Linear.from_linear(lin, group_size=64, clipping="mse")
+    assert err(clipped) < err(plain)
