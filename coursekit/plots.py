@@ -241,32 +241,36 @@ def plot_heatmaps(panels: dict, title: str = "", cmap: str = "magma", shared_sca
 
 
 def plot_size_vs_quality(points: dict, ylabel: str = "perplexity (lower is better)", title: str = "",
-                         baseline: str | None = None, budget: float | None = None, logy: bool = True):
-    """The trade-off of a quantization study: one labelled point per variant, size in MB vs quality.
+                         baseline: str | None = None, budget: float | None = None, logy: bool = False):
+    """The trade-off of a quantization study: one point per variant, stored size (MB) against quality.
 
-    ``points`` is {label: (nbytes, value)}. ``baseline`` names the point drawn as a dashed reference
-    line; ``budget`` (a fraction, e.g. 0.05) shades the band within that much of the baseline, so
-    the variants worth shipping are the leftmost points inside it.
+    ``points`` is {label: (nbytes, value)}; each point gets its own colour and legend entry (labels
+    written next to the points would collide where variants cluster). ``baseline`` names the point
+    drawn as a dashed reference line; ``budget`` (a fraction, e.g. 0.05) shades the band within
+    that much of the baseline, so the variants worth shipping are the leftmost points inside it.
     """
     if not points:
         raise ValueError("points is empty: pass {label: (nbytes, value)}")
     if baseline is not None and baseline not in points:
         raise ValueError(f"baseline {baseline!r} is not one of the labels {list(points)}")
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    markers = "osD^vP*Xhp"
     for i, (label, (nbytes, value)) in enumerate(points.items()):
-        ax.scatter(nbytes / 1e6, value, s=45, color=f"C{i % 10}", zorder=3)
-        ax.annotate(label, (nbytes / 1e6, value), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.scatter(nbytes / 1e6, value, s=55, color=f"C{i % 10}", marker=markers[i % len(markers)],
+                   zorder=3, label=label, edgecolors="white", linewidths=0.5)
     if baseline is not None:
         ref = points[baseline][1]
-        ax.axhline(ref, color=COLORS["grid"], ls="--", lw=1, label=f"{baseline} baseline")
+        ax.axhline(ref, color=COLORS["grid"], ls="--", lw=1, label=f"{baseline} level")
         if budget is not None:
             ax.axhspan(ref, ref * (1 + budget), color=COLORS["mantissa"], alpha=0.15,
                        label=f"within {budget:.0%} of {baseline}")
-        ax.legend(fontsize=8, loc="upper right")
     if logy:
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("model size (MB, as stored)")
     ax.set_ylabel(ylabel)
     ax.set_title(title or "Size against quality: left and low is better", fontsize=10)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return _done(fig)
