@@ -29,13 +29,13 @@ lab: setup
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 
 test: setup
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=300 tests $(NOTEBOOKS)
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 tests $(NOTEBOOKS)
 
 unit: setup
 	$(BIN)/python -m pytest -q tests
 
 nbtest: setup
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=300 $(NOTEBOOKS)
+	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
 
 # Re-execute the master notebooks in place (after a change to coursekit or a notebook).
 execute: setup
