@@ -22,7 +22,7 @@ def run(n_submissions: int = 6, jobs=(1, 2)) -> dict:
         subs = Path(tmp) / "subs"
         subs.mkdir()
         for i in range(n_submissions):
-            shutil.copy(SOURCE, subs / f"learner{i:02d}_{SOURCE.name}")
+            shutil.copy(SOURCE, subs / f"learner_{chr(97 + i)}_{SOURCE.name}")
         for j in jobs:
             out = Path(tmp) / f"out_jobs{j}"
             start = time.perf_counter()
