@@ -111,12 +111,31 @@ def test_check_prints_one_line_verdict(capsys):
     assert capsys.readouterr().out.strip().startswith("✅")
 
 
-def test_every_real_spec_passes_with_its_reference(monkeypatch):
+def _real_ids():
+    exercises._REGISTRY = None
+    return sorted(e.id for e in exercises.list_exercises())
+
+
+REAL_IDS = _real_ids()
+
+
+@pytest.mark.parametrize("exercise_id", REAL_IDS)
+def test_every_real_spec_passes_with_its_reference(monkeypatch, exercise_id):
     monkeypatch.setattr(exercises, "_REGISTRY", None)
-    specs = exercises.list_exercises()
-    for ex in specs:
-        assert ex.id.split(".")[0].isdigit() and ex.name.isidentifier() and ex.points > 0
-        assert evaluate(ex.id, ex.reference).passed, ex.id
+    ex = exercises.get_exercise(exercise_id)
+    assert ex.id.split(".")[0].isdigit() and ex.name.isidentifier() and ex.points > 0
+    r = evaluate(ex.id, ex.reference)
+    assert r.passed and r.points == ex.points, r.message
+
+
+@pytest.mark.parametrize("exercise_id", REAL_IDS)
+def test_every_real_spec_says_a_stub_is_not_done_yet(monkeypatch, exercise_id):
+    monkeypatch.setattr(exercises, "_REGISTRY", None)
+
+    def stub(*args):
+        raise NotImplementedError
+    r = evaluate(exercise_id, stub)
+    assert r.status == "not_done" and "not done yet" in r.message
 
 
 def test_every_real_spec_rejects_a_wrong_answer(monkeypatch):

@@ -21,26 +21,9 @@ IDS = ["04.perplexity_from_losses", "04.bytes_for_model", "04.fits_on_gpu", "04.
        "04.pick_precision"]
 
 
-def _stub(*args):
-    raise NotImplementedError
-
-
 # --------------------------------------------------------------------------- every exercise
 def test_all_exercises_are_registered():
     assert sorted(e.id for e in list_exercises("04")) == sorted(IDS)
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_reference_passes(exercise_id):
-    ex = get_exercise(exercise_id)
-    r = evaluate(exercise_id, ex.reference)
-    assert r.passed and r.points == ex.points, r.message
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_stub_is_not_done_yet(exercise_id):
-    r = evaluate(exercise_id, _stub)
-    assert r.status == "not_done" and "not done yet" in r.message
 
 
 @pytest.mark.parametrize("exercise_id", IDS)

@@ -21,26 +21,9 @@ IDS = ["05.symmetric_scale", "05.symmetric_quantize", "05.fraction_of_range_used
        "06.per_channel_scales", "06.per_group_dequantize", "06.bits_per_weight", "06.w8a32_linear"]
 
 
-def _stub(*args):
-    raise NotImplementedError
-
-
 # --------------------------------------------------------------------------- every exercise
 def test_all_exercises_are_registered():
     assert sorted(e.id for e in list_exercises("05") + list_exercises("06")) == sorted(IDS)
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_reference_passes(exercise_id):
-    ex = get_exercise(exercise_id)
-    r = evaluate(exercise_id, ex.reference)
-    assert r.passed and r.points == ex.points, r.message
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_stub_is_not_done_yet(exercise_id):
-    r = evaluate(exercise_id, _stub)
-    assert r.status == "not_done" and "not done yet" in r.message
 
 
 @pytest.mark.parametrize("exercise_id", IDS)

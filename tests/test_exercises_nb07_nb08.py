@@ -16,21 +16,6 @@ def test_registered():
     assert 3 <= len(nb07.EXERCISES) <= 6 and 3 <= len(nb08.EXERCISES) <= 6
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_reference_passes(exercise_id):
-    ex = get_exercise(exercise_id)
-    r = evaluate(exercise_id, ex.reference)
-    assert r.passed, r.message
-
-
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_stub_is_not_done_yet(exercise_id):
-    def stub(*args):
-        raise NotImplementedError
-    r = evaluate(exercise_id, stub)
-    assert r.status == "not_done" and "not done yet" in r.message
-
-
 def _pack_high_first(codes):          # first code in the highest bits: the wrong end of the byte
     flat = codes.reshape(-1).to(torch.uint8)
     flat = F.pad(flat, (0, (-flat.numel()) % 4))
