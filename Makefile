@@ -25,17 +25,22 @@ $(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt pyproject
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-# Unit tests and every notebook under strict nbval (stored outputs compared), in one run.
+# Unit tests, every notebook under strict nbval (stored outputs compared), and every notebook
+# again in JupyterLab under headless Chromium with its widgets driven (tests/browser), in one run.
+# The browser part installs Debian's chromium when it is missing and this runs as root; without
+# root it says what to install and those tests skip.
 NOTEBOOKS := $(wildcard notebooks/*.ipynb)
+NBVAL     := --nbval --nbval-current-env --nbval-cell-timeout=600
 
 test: setup
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 --ignore=tests/browser tests $(NOTEBOOKS)
+	@tests/browser/setup.sh --optional
+	$(BIN)/python -m pytest -q $(NBVAL) tests $(NOTEBOOKS)
 
 unit: setup
 	$(BIN)/python -m pytest -q --ignore=tests/browser tests
 
 nbtest: setup
-	$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-cell-timeout=600 $(NOTEBOOKS)
+	$(BIN)/python -m pytest -q $(NBVAL) $(NOTEBOOKS)
 
 # Re-execute the master notebooks in place (after a change to coursekit or a notebook).
 execute: setup
@@ -55,7 +60,7 @@ bench: setup
 release: setup
 	$(BIN)/coursekit release notebooks --out notebooks/learner
 
-# Every notebook in JupyterLab under headless Chromium, widgets driven (slow: ~20 min on 2 busy cores).
+# Only the browser part of `make test`: every notebook in JupyterLab under headless Chromium.
 browser: setup
 	tests/browser/setup.sh
 	$(BIN)/python -m pytest -q -m browser tests/browser
