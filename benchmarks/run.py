@@ -54,6 +54,8 @@ def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
              "weight_mse": accuracy.weight_errors(model)}
         if not quick:
             r["agreement"] = accuracy.agreements(*encoder())
+        r["clipping"] = accuracy.clipping_study(model, tok, *(encoder() if not quick else (None, None)),
+                                                max_tokens=512 if quick else None)
         return r, accuracy.to_markdown(r)
     if name == "notebooks":
         r = notebook_times.run(paths=[] if quick else None)
