@@ -50,7 +50,8 @@ def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
         return r, sizes.to_markdown(r)
     if name == "accuracy":
         model, tok = lm()
-        r = {"perplexity": accuracy.perplexities(model, tok, max_tokens=512 if quick else None),
+        tokens = 512 if quick else models.DEFAULT_PPL_TOKENS
+        r = {"perplexity": accuracy.perplexities(model, tok, max_tokens=tokens), "perplexity_tokens": tokens,
              "weight_mse": accuracy.weight_errors(model)}
         if not quick:
             r["agreement"] = accuracy.agreements(*encoder())

@@ -59,10 +59,31 @@ def count_parameters(model: nn.Module) -> int:
     return total
 
 
+def _execution_device(module: nn.Module):
+    """Where accelerate runs ``module`` when it dispatched it (device_map, offloading), or None."""
+    hook = getattr(module, "_hf_hook", None)
+    for h in [hook, *getattr(hook, "hooks", ())]:
+        device = getattr(h, "execution_device", None)
+        if device is not None:
+            return torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+    return None
+
+
 def _model_device(model: nn.Module) -> torch.device:
-    # Inputs must go where the weights are; works for quanto's quantized parameters too.
+    """Where a model's inputs must go: where its weights compute.
+
+    Usually the device of its first parameter (quanto's quantized parameters included). A model
+    that accelerate spread out or offloaded (``device_map=...``) keeps offloaded weights on the
+    ``meta`` device and moves them in on the fly; its inputs go to the execution device of its
+    hooks instead.
+    """
+    for module in model.modules():
+        device = _execution_device(module)
+        if device is not None:
+            return device
     for p in model.parameters():
-        return p.device
+        if p.device.type != "meta":
+            return p.device
     return torch.device("cpu")
 
 

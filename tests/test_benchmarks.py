@@ -30,13 +30,14 @@ def test_clipping_study_compares_weights_and_perplexity():
     from benchmarks import accuracy
     from coursekit import models
     model, tok = models.load_lm()
-    r = accuracy.clipping_study(model, tok, max_tokens=256)
+    r = accuracy.clipping_study(model, tok, max_tokens=256, n_slices=3)
     assert [row["format"] for row in r["rows"]] == ["int4 g128", "int2 g64"]
     for row in r["rows"]:
         # the search keeps min/max when nothing beats it, so the weight error can only go down
         assert row["mse"]["weight_mse"] <= row["minmax"]["weight_mse"]
         assert row["mse"]["weight_mse"] < row["minmax"]["weight_mse"]     # and here it does go down
         assert 1 < row["minmax"]["perplexity"] < 4096 and 1 < row["mse"]["perplexity"] < 4096
+        assert len(row["mse"]["slice_perplexities"]) == 3 and 0 <= row["mse_wins"] <= 3
     assert 1 < r["fp32_perplexity"] < r["rows"][1]["minmax"]["perplexity"]  # 2-bit hurts
     md = accuracy.clipping_markdown(r)
-    assert md.count("| int") == 2 and "Measured: int4 g128: perplexity" in md
+    assert md.count("| int") == 2 and "Perplexity with MSE clipping: int4 g128: " in md

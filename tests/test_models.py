@@ -117,6 +117,19 @@ def test_generate_is_deterministic(lm):
     assert a == b and a.startswith("And God said") and len(a) > len("And God said")
 
 
+def test_perplexity_and_generate_on_a_disk_offloaded_model(lm, lm_ppl, tmp_path):
+    # accelerate leaves offloaded weights on "meta": the inputs must follow the execution device
+    from transformers import AutoModelForCausalLM
+    model, tok = lm
+    offloaded = AutoModelForCausalLM.from_pretrained(
+        models.TINY_LM_DIR, device_map={"": "disk"}, offload_folder=str(tmp_path), dtype=torch.float32)
+    assert next(offloaded.parameters()).device.type == "meta"
+    assert models.perplexity(offloaded, tok, max_tokens=512) == pytest.approx(
+        models.perplexity(model, tok, max_tokens=512), rel=1e-4)
+    assert models.generate(offloaded, tok, "And God said", max_new_tokens=5) == \
+        models.generate(model, tok, "And God said", max_new_tokens=5)
+
+
 @pytest.mark.parametrize("kwargs, exc, word", [
     (dict(prompt="", max_new_tokens=5), ValueError, "prompt"),
     (dict(prompt=3, max_new_tokens=5), TypeError, "prompt"),
