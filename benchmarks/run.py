@@ -1,6 +1,6 @@
 """Run the benchmarks and write benchmarks/results/{report.md, results.json, *.png}.
 
-    python -m benchmarks.run                  # everything (make bench), ~10 minutes on 2 cores
+    python -m benchmarks.run                  # everything (make bench), ~6 minutes on 2 quiet cores
     python -m benchmarks.run --only speed     # one section
     python -m benchmarks.run --quick          # small sizes: checks that the code runs
 """
@@ -43,7 +43,7 @@ def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
         return cache["enc"]
 
     if name == "speed":
-        r = speed.run(n=512 if quick else 4096, repeats=3 if quick else 7)
+        r = speed.run(n=512 if quick else 4096, repeats=3 if quick else 15)
         return r, speed.to_markdown(r)
     if name == "memory":
         r = sizes.run({"small LM": lm()[0], "encoder": encoder()[0]})
