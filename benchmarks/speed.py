@@ -13,7 +13,7 @@ import torch
 
 from coursekit import quant
 
-from .timing import median_ms
+from .timing import interleaved_median_ms, median_ms
 
 
 def _quanto_int8(w):
@@ -62,11 +62,7 @@ def run(n: int = 4096, repeats: int = 7, seed: int = 0) -> dict:
         "int8 per-channel symmetric": dict(bits=8, symmetric=True, granularity="per_channel"),
         "int4 per-group g128 asymmetric": dict(bits=4, granularity="per_group", group_size=min(128, n)),
     }
-    rows, checks = [], {}
-    floor = median_ms(lambda: w.amax(), repeats)
-    rows.append(("one read pass (W.amax())", "floor", floor))
-    rows.append(("copy (W.clone())", "floor", median_ms(lambda: w.clone(), repeats)))
-    compile_s = {}
+    checks, compile_s = {}, {}
     for label, cfg in configs.items():
         start = time.perf_counter()
         fast = quant.quantize(w, **cfg)            # first call compiles when the fast path applies
@@ -74,18 +70,24 @@ def run(n: int = 4096, repeats: int = 7, seed: int = 0) -> dict:
         eager = _eager(quant.quantize)(w, **cfg)
         checks[label] = bool(torch.equal(fast.data, eager.data) and torch.equal(fast.scale, eager.scale)
                              and torch.equal(fast.zero_point, eager.zero_point))
-        rows.append((f"coursekit quantize: {label}", label, median_ms(lambda: quant.quantize(w, **cfg), repeats)))
-        rows.append((f"coursekit eager (fast path off): {label}", label,
-                     median_ms(lambda: _eager(quant.quantize)(w, **cfg), repeats)))
-    rows.append(("optimum-quanto qint8 per-channel", "int8 per-channel symmetric",
-                 median_ms(lambda: _quanto_int8(w), repeats)))
+    # (name, config it competes in, function); all but the Python loop are timed in rounds
+    contenders = [("one read pass (W.amax())", "floor", lambda: w.amax()),
+                  ("copy (W.clone())", "floor", lambda: w.clone())]
+    for label, cfg in configs.items():
+        contenders += [(f"coursekit quantize: {label}", label, lambda cfg=cfg: quant.quantize(w, **cfg)),
+                       (f"coursekit eager (fast path off): {label}", label,
+                        lambda cfg=cfg: _eager(quant.quantize)(w, **cfg))]
+    contenders.append(("optimum-quanto qint8 per-channel", "int8 per-channel symmetric", lambda: _quanto_int8(w)))
     if n % 128 == 0:
-        rows.append(("optimum-quanto qint4 g128", "int4 per-group g128 asymmetric",
-                     median_ms(lambda: _quanto_int4_g128(w), repeats)))
-    rows.append(("torch.quantize_per_channel (qint8)", "int8 per-channel symmetric",
-                 median_ms(lambda: _torch_per_channel(w), repeats)))
+        contenders.append(("optimum-quanto qint4 g128", "int4 per-group g128 asymmetric",
+                           lambda: _quanto_int4_g128(w)))
+    contenders.append(("torch.quantize_per_channel (qint8)", "int8 per-channel symmetric",
+                       lambda: _torch_per_channel(w)))
+    ms = interleaved_median_ms({name: fn for name, _, fn in contenders}, repeats)
+    rows = [(name, cfg, ms[name]) for name, cfg, _ in contenders]
     rows.append(("Python loop over rows (coursekit per row)", "int8 per-channel symmetric",
                  median_ms(lambda: _row_loop(w), repeats=3, warmup=0)))
+    floor = ms["one read pass (W.amax())"]
     table = [dict(name=name, config=cfg, ms=ms, x_floor=ms / floor) for name, cfg, ms in rows]
     by_name = {r["name"]: r["ms"] for r in table}
     ratios = {}

@@ -1,4 +1,8 @@
 """The learner-facing checker: one clear verdict, never a traceback from inside coursekit."""
+import json
+import pathlib
+import re
+
 import pytest
 import torch
 
@@ -143,6 +147,41 @@ def test_every_real_spec_rejects_a_wrong_answer(monkeypatch):
     for ex in exercises.list_exercises():
         wrong = (lambda *args: "not an answer")
         assert not evaluate(ex.id, wrong).passed, ex.id
+
+
+@pytest.mark.parametrize("exercise_id", REAL_IDS)
+def test_every_real_spec_has_deterministic_hidden_cases(monkeypatch, exercise_id):
+    # a learner re-running a check, and the grader, must see exactly the same cases
+    monkeypatch.setattr(exercises, "_REGISTRY", None)
+    ex = exercises.get_exercise(exercise_id)
+    first, second = ex.cases(), ex.cases()
+    assert len(first) >= 3, "a function exercise needs several hidden cases, edge cases among them"
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
+
+
+NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_master_notebook_checks_each_of_its_exercises_after_its_solution(monkeypatch, notebook):
+    """Each exercise registered for notebook NN has one cell that is only its check, right after
+    the cell that defines the function with a marked solution (what `coursekit release` stubs)."""
+    monkeypatch.setattr(exercises, "_REGISTRY", None)
+    cells = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    checked = {}
+    for i, src in enumerate(cells):
+        m = re.fullmatch(r'check\("(\d\d\.\w+)", (\w+)\)', src.strip())
+        if m:
+            checked.setdefault(m.group(1), []).append((i, m.group(2)))
+    expected = sorted(e.id for e in exercises.list_exercises(notebook.name[:2]))
+    assert sorted(checked) == expected
+    for exercise_id, [(i, name)] in checked.items():
+        assert name == exercises.get_exercise(exercise_id).name, exercise_id
+        assert f"def {name}(" in cells[i - 1] and "### BEGIN SOLUTION" in cells[i - 1] \
+            and "### END SOLUTION" in cells[i - 1], exercise_id
 
 
 def test_whole_numbers_compare_exactly(monkeypatch):

@@ -26,16 +26,6 @@ def test_all_exercises_are_registered():
     assert sorted(e.id for e in list_exercises("04")) == sorted(IDS)
 
 
-@pytest.mark.parametrize("exercise_id", IDS)
-def test_cases_are_deterministic_and_include_edge_cases(exercise_id):
-    ex = get_exercise(exercise_id)
-    first, second = ex.cases(), ex.cases()
-    assert len(first) >= 5
-    for a, b in zip(first, second):
-        for x, y in zip(a, b):
-            assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y
-
-
 def _assert_fails(exercise_id, answer, *words):
     r = evaluate(exercise_id, answer)
     assert r.status in ("failed", "error"), r.message
@@ -137,17 +127,3 @@ def test_pick_wrong_answers_fail(wrong):
 def test_pick_accepts_a_vectorized_solution():
     r = evaluate("04.pick_precision", _vectorized)
     assert r.passed, r.message
-
-
-# --------------------------------------------------------------------------- the notebook
-def test_notebook_checks_each_exercise_with_a_solution():
-    if not NOTEBOOK.exists():
-        pytest.skip("notebook not written yet")
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-    for exercise_id in IDS:
-        name = get_exercise(exercise_id).name
-        check_cells = [i for i, s in enumerate(sources) if s.strip() == f'check("{exercise_id}", {name})']
-        assert len(check_cells) == 1, f"{exercise_id}: expected one cell that is only its check"
-        solution = sources[check_cells[0] - 1]
-        assert f"def {name}(" in solution and "### BEGIN SOLUTION" in solution, exercise_id
