@@ -82,7 +82,7 @@ def clipping_markdown(r: dict) -> str:
              f'on {text} (fp32 {r["fp32_perplexity"]:.3f}) and on each of {n} disjoint slices of it, and the '
              "encoder's mean cosine to fp32:", "",
              "| format | weight MSE min/max | weight MSE mse | change | perplexity min/max | perplexity mse "
-             f"| mse lower on slices | encoder cosine min/max | encoder cosine mse |",
+             "| mse lower on slices | encoder cosine min/max | encoder cosine mse |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for x in r["rows"]:
         a, b = x["minmax"], x["mse"]
