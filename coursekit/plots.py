@@ -169,14 +169,18 @@ def plot_bit_layout(dtypes=(torch.float32, torch.float16, torch.bfloat16)):
             for i in range(n):
                 ax.add_patch(matplotlib.patches.Rectangle((x0 + i, -row - 0.4), 0.92, 0.8,
                                                           color=COLORS[part]))
-            if n:
-                ax.text(x0 + n / 2, -row, f"{part} {n}", ha="center", va="center", fontsize=8, color="white")
+            if n:   # just the count inside: a 1-bit box has no room for a word (the legend names the parts)
+                ax.text(x0 + n / 2 - 0.04, -row, str(n), ha="center", va="center", fontsize=9,
+                        color="white", fontweight="bold")
             x0 += n
         ax.text(-0.6, -row, str(dt).replace("torch.", ""), ha="right", va="center", fontsize=9)
     ax.set_xlim(-6, 33)
     ax.set_ylim(-len(dtypes) + 0.4, 0.6)
     ax.axis("off")
-    ax.set_title("Bit layout: sign | exponent (range) | mantissa (precision)", fontsize=10)
+    ax.legend(handles=[matplotlib.patches.Patch(color=COLORS[p], label=label) for p, label in
+                       (("sign", "sign"), ("exponent", "exponent (range)"), ("mantissa", "mantissa (precision)"))],
+              loc="lower right", fontsize=8, frameon=False)
+    ax.set_title("Bit layout: how many bits each float type gives to sign, exponent and mantissa", fontsize=10)
     return _done(fig)
 
 

@@ -193,3 +193,16 @@ def test_format_table_is_aligned_and_stable():
                                 "0.0009766"]
     assert len({len(line) for line in lines}) == 1  # every line padded to the same width
     assert text == dt.format_table(dt.dtype_table([torch.int8, torch.float16, "bf16"]))
+
+
+def test_bit_layout_figure_labels_every_part_with_its_bit_count():
+    import matplotlib.pyplot as plt
+
+    from coursekit import dtypes, plots
+    fig = plots.plot_bit_layout(dtypes.FLOAT_DTYPES)
+    ax = fig.axes[0]
+    counts = [int(t.get_text()) for t in ax.texts if t.get_text().isdigit()]
+    expected = [n for dt in dtypes.FLOAT_DTYPES for n in dtypes.float_layout(dt) if n]
+    assert counts == expected                  # one label per part, in order, fitting any box width
+    assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "sign"
+    plt.close(fig)
