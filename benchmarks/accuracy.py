@@ -12,21 +12,12 @@ from coursekit import layers, models, quant
 from . import variants
 
 
-def _lm_calibration(tokenizer, n_tokens: int = 1024):
-    ids = tokenizer(models.training_text()[:20_000], return_tensors="pt").input_ids[:, :n_tokens]
-
-    def calibrate(model):
-        with torch.no_grad():
-            for chunk in ids.split(256, dim=1):
-                model(chunk)
-    return calibrate
-
-
 def perplexities(model, tokenizer, max_tokens: int | None = None) -> dict:
     out = {}
     kwargs = {} if max_tokens is None else dict(max_tokens=max_tokens)
-    for name in variants.builders(_lm_calibration(tokenizer)):
-        q = variants.make(model, name, _lm_calibration(tokenizer))
+    calibrate = variants.lm_calibration(tokenizer)
+    for name in variants.builders(calibrate):
+        q = variants.make(model, name, calibrate)
         out[name] = models.perplexity(q, tokenizer, **kwargs)
     return out
 

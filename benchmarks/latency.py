@@ -14,7 +14,19 @@ from torch import nn
 from coursekit import layers
 
 from . import variants
-from .timing import median_ms
+from .timing import interleaved_median_ms
+
+
+#: CPU features that decide whether low precision can be fast here: native bf16 and int8 dot products.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def _cpu_features() -> list[str]:
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return []
+    return [f for f in CPU_FEATURES if f in flags]
 
 
 def _linear_variants(n: int):
@@ -40,27 +52,49 @@ def _linear_variants(n: int):
 
 
 def run(lm=None, tokenizer=None, n: int = 4096, repeats: int = 7) -> dict:
+    """Each workload's variants are timed in interleaved rounds (see timing.interleaved_median_ms)."""
     rows = []
     with torch.inference_mode():
-        for name, (module, x) in _linear_variants(n).items():
-            rows.append(dict(what=f"Linear {n}x{n}, batch 8", variant=name,
-                             ms=median_ms(lambda: module(x), repeats)))
+        what = f"Linear {n}x{n}, batch 8"
+        linear = _linear_variants(n)
+        ms = interleaved_median_ms({name: (lambda m=m, x=x: m(x)) for name, (m, x) in linear.items()}, repeats)
+        rows += [dict(what=what, variant=name, ms=t) for name, t in ms.items()]
         if lm is not None:
             ids = tokenizer(" ".join(["and the word was"] * 64), return_tensors="pt").input_ids[:, :256]
-            for name in variants.builders():
-                if "qint2" in name or "W2A16" in name:
-                    continue
-                m = variants.make(lm, name)
-                rows.append(dict(what=f"small LM forward, {ids.shape[1]} tokens", variant=name,
-                                 ms=median_ms(lambda: m(ids), repeats)))
+            calibrate = variants.lm_calibration(tokenizer)
+            lms = {name: variants.make(lm, name, calibrate) for name in variants.builders(calibrate)
+                   if "qint2" not in name and "W2A16" not in name}
+            ms = interleaved_median_ms({name: (lambda m=m: m(ids)) for name, m in lms.items()}, repeats)
+            rows += [dict(what=f"small LM forward, {ids.shape[1]} tokens", variant=name, ms=t)
+                     for name, t in ms.items()]
     for row in rows:
         base = next(r["ms"] for r in rows if r["what"] == row["what"] and r["variant"] == "fp32")
         row["x_fp32"] = row["ms"] / base
-    return dict(rows=rows, device="cpu", threads=torch.get_num_threads())
+    return dict(rows=rows, device="cpu", threads=torch.get_num_threads(), cpu_features=_cpu_features())
 
 
 def to_markdown(r: dict) -> str:
     lines = [f"CPU, {r['threads']} torch threads, median of repeated runs.", "",
              "| workload | variant | ms | × fp32 time |", "|---|---|---:|---:|"]
     lines += [f"| {x['what']} | {x['variant']} | {x['ms']:.2f} | {x['x_fp32']:.2f} |" for x in r["rows"]]
+    slower = [f"{x['variant']} ({x['x_fp32']:.1f}× on {x['what'].split(',')[0]})"
+              for x in r["rows"] if x["variant"] != "fp32" and x["x_fp32"] > 1.05]
+    features = r.get("cpu_features", [])
+    bf16 = any(f in features for f in ("avx512_bf16", "amx_bf16"))
+    int8 = any(f in features for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    lines += ["", "**Slower than fp32 here:** " + ("; ".join(slower) if slower else "none") + ".", "",
+              "Why: the weight-only layers (W8A16, packed W4A16, quanto's qint8/qint4 weights) store small "
+              "codes but compute in floating point. Every call first turns the codes back into a float "
+              "weight (read the codes, unpack, subtract zero points, multiply by scales) and then runs the "
+              "same float matmul as fp32: they save memory and add work. With int8 activations quanto "
+              "does multiply integers (torch._int_mm), but every activation is quantized first and, "
+              "without int8 dot-product instructions, the integer matmul is no faster. Speed comes from kernels that compute on the codes "
+              "themselves (int8 matrix units) or fuse the unpacking into the matmul, and it pays most "
+              "where reading the weights is the bottleneck (token-by-token generation of a large model "
+              "on a GPU), which a 4.5M-parameter model on a CPU is not.",
+              "", f"This CPU's relevant features: {', '.join(features) or 'unknown'}. "
+              + ("It has native bf16 instructions. " if bf16 else
+                 "It has no native bf16 arithmetic, so bf16 matmuls are emulated (hence bf16's slowness). ")
+              + ("It has int8 dot-product instructions (VNNI/AMX)." if int8 else
+                 "It has no int8 dot-product instructions (VNNI/AMX) either.")]
     return "\n".join(lines)

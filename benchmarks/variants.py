@@ -13,6 +13,19 @@ import torch
 from coursekit import layers
 
 
+def lm_calibration(tokenizer, n_tokens: int = 1024):
+    """A function that runs a language model over n_tokens of training text: what quanto's
+    Calibration() needs to record the activation ranges for int8 activations."""
+    from coursekit import models
+    ids = tokenizer(models.training_text()[:20_000], return_tensors="pt").input_ids[:, :n_tokens]
+
+    def calibrate(model):
+        with torch.no_grad():
+            for chunk in ids.split(256, dim=1):
+                model(chunk)
+    return calibrate
+
+
 def _quanto(weights, activations=None, calibrate=None):
     def build(model):
         from optimum.quanto import Calibration, freeze, quantize

@@ -41,3 +41,23 @@ def test_clipping_study_compares_weights_and_perplexity():
     assert 1 < r["fp32_perplexity"] < r["rows"][1]["minmax"]["perplexity"]  # 2-bit hurts
     md = accuracy.clipping_markdown(r)
     assert md.count("| int") == 2 and "Perplexity with MSE clipping: int4 g128: " in md
+
+
+def test_latency_section_small_and_explains_itself():
+    from benchmarks import latency
+    r = latency.run(n=256, repeats=2)
+    variants = [row["variant"] for row in r["rows"]]
+    assert variants[0] == "fp32" and r["rows"][0]["x_fp32"] == 1.0
+    assert "coursekit W4A16 (packed, g64)" in variants and "optimum-quanto qint8 weights + activations" in variants
+    assert all(row["ms"] > 0 for row in r["rows"])
+    md = latency.to_markdown(r)
+    assert "**Slower than fp32 here:**" in md and "Why:" in md and "This CPU's relevant features" in md
+
+
+def test_interleaved_timer_times_every_function_in_rounds():
+    from benchmarks.timing import interleaved_median_ms
+    calls = []
+    ms = interleaved_median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3,
+                               warmup=1)
+    assert set(ms) == {"a", "b"} and all(v >= 0 for v in ms.values())
+    assert calls == ["a", "b"] + ["a", "b"] * 3       # warm-up, then alternating rounds
