@@ -178,7 +178,9 @@ def test_every_master_notebook_checks_each_of_its_exercises_after_its_solution(m
             checked.setdefault(m.group(1), []).append((i, m.group(2)))
     expected = sorted(e.id for e in exercises.list_exercises(notebook.name[:2]))
     assert sorted(checked) == expected
-    for exercise_id, [(i, name)] in checked.items():
+    for exercise_id, cells_checking in checked.items():
+        assert len(cells_checking) == 1, f"{exercise_id} is checked in {len(cells_checking)} cells"
+        [(i, name)] = cells_checking
         assert name == exercises.get_exercise(exercise_id).name, exercise_id
         assert f"def {name}(" in cells[i - 1] and "### BEGIN SOLUTION" in cells[i - 1] \
             and "### END SOLUTION" in cells[i - 1], exercise_id
