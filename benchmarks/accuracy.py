@@ -44,16 +44,18 @@ def clipping_study(model, tokenizer, encoder=None, encoder_tokenizer=None,
     """
     texts = [models.heldout_text(), *_slices(n_slices)]
     ppl = lambda m: [models.perplexity(m, tokenizer, text=t, max_tokens=max_tokens) for t in texts]
-    ws = [model.get_submodule(n).weight.detach() for n in layers.linear_names(model)]
+    names = layers.linear_names(model)
+    n_weights = sum(model.get_submodule(n).weight.numel() for n in names)
     rows = []
     for label, bits, group_size in CLIPPING_FORMATS:
-        g = dict(bits=bits, symmetric=False, granularity="per_group", group_size=group_size)
         row = dict(format=label)
         for clipping in ("minmax", "mse"):
-            err = sum(float((w.double() - quant.quantize(w, clipping=clipping, **g).dequantize().double())
-                            .pow(2).sum()) for w in ws) / sum(w.numel() for w in ws)
             q = layers.replace_linear(variants.make(model, "fp32"), layers.PackedLinear, exclude=("lm_head",),
                                       bits=bits, group_size=group_size, clipping=clipping)
+            # the weight error of the very grids the model computes with
+            err = sum(float((q.get_submodule(n).dequantized_weight().double()
+                             - model.get_submodule(n).weight.detach().double()).pow(2).sum())
+                      for n in names) / n_weights
             whole, *slices = ppl(q)
             row[clipping] = dict(weight_mse=err, perplexity=whole, slice_perplexities=slices)
             if encoder is not None and bits >= 4:
@@ -128,7 +130,6 @@ def weight_errors(model: nn.Module, group_size: int = 128) -> dict:
             "optimum-quanto": total(weights, lambda w: _quanto_dequantized(w, 8, None))},
         f"int4 g{group_size} asymmetric": {
             "coursekit": total(weights4, lambda w: quant.quantize(w, **g).dequantize()),
-            "coursekit + MSE clipping": total(weights4, lambda w: quant.quantize(w, clipping="mse", **g).dequantize()),
             "optimum-quanto": total(weights4, lambda w: _quanto_dequantized(w, 4, group_size))},
     }
     r["n_weights"] = {"int8": len(weights), "int4": len(weights4)}

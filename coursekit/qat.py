@@ -48,15 +48,13 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- learned scales (LSQ)
 def _n_groups(in_features: int, granularity: str, group_size: int | None) -> int:
-    """How many scales each row of a weight has: one, or one per group."""
-    if granularity not in quant.GRANULARITIES:
-        raise ValueError(f"granularity must be one of {quant.GRANULARITIES}, got {granularity!r}")
-    if granularity != "per_group":
-        return 1
-    if not isinstance(group_size, int) or group_size < 1 or in_features % group_size:
-        raise ValueError(f"group_size ({group_size!r}) must be a positive int that divides "
-                         f"in_features ({in_features})")
-    return in_features // group_size
+    """How many scales each row of a weight has: one, or one per group.
+
+    The blocks of one row under ``quant.Blocking``, which also checks the arguments; ``group_size``
+    only counts for per-group grids (the defaults carry one for every granularity).
+    """
+    group_size = group_size if granularity == "per_group" else None
+    return quant.Blocking.make((1, in_features), granularity, 0, group_size).n_blocks
 
 
 class LearnedScaleLinear(nn.Linear):

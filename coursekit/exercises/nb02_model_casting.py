@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from .spec import Exercise
+from .spec import Exercise, seeded
 
 
 def tensor_bytes(t):
@@ -39,12 +39,8 @@ def top1_agreement(logits_a, logits_b):
     return (logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean().item()
 
 
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
 def _bytes_cases():
-    g = _gen(0)
+    g = seeded(0)
     x = torch.randn(4, 8, generator=g)
     return [(x,), (x.to(torch.bfloat16),), (x.to(torch.float16),), (x.double(),),
             (torch.randint(-128, 128, (3, 5), generator=g, dtype=torch.int8),),
@@ -54,7 +50,7 @@ def _bytes_cases():
 
 def _logits_pairs(seed):
     """(fp32 logits, the same logits through a bf16 / fp16 round trip), plus harder pairs."""
-    g = _gen(seed)
+    g = seeded(seed)
     logits = torch.randn(2, 6, 16, generator=g) * 3
     noisy = logits + 0.5 * torch.randn(2, 6, 16, generator=g)
     return logits, noisy
@@ -68,7 +64,7 @@ def _diff_cases():
 
 
 def _cosine_cases():
-    g = _gen(2)
+    g = seeded(2)
     a = torch.randn(6, 12, generator=g) * 4
     b = torch.randn(6, 12, generator=g)
     return [(a, b), (a, a.clone()), (a, 3 * a), (a, -a), (a, a + 0.1 * b),
@@ -76,7 +72,7 @@ def _cosine_cases():
 
 
 def _ppl_cases():
-    g = _gen(3)
+    g = seeded(3)
     logits = torch.randn(20, 50, generator=g) * 2
     targets = torch.randint(0, 50, (20,), generator=g)
     confident = torch.full((4, 8), -20.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .spec import Exercise
+from .spec import Exercise, seeded
 
 QMIN, QMAX = -128, 127
 
@@ -43,7 +43,7 @@ def mse(x, y):
 
 # --------------------------------------------------------------------------- hidden cases
 def _quantize_cases():
-    g = torch.Generator().manual_seed(3)
+    g = seeded(3)
     return [
         (torch.tensor(WORKED), 3.5, -70),                        # 728.6 must clip to 127
         (torch.tensor(WORKED), 3.578823566436768, -77),          # the derived scale: nothing clips
@@ -58,7 +58,7 @@ def _quantize_cases():
 
 
 def _dequantize_cases():
-    g = torch.Generator().manual_seed(4)
+    g = seeded(4)
     return [
         (torch.tensor([[127, -70, 127], [-44, 14, -123], [-70, 126, 0]], dtype=torch.int8), 3.5, -70),
         (torch.tensor([-128, 0, 127], dtype=torch.int8), 0.5, 0),
@@ -71,7 +71,7 @@ def _dequantize_cases():
 
 
 def _qparams_cases():
-    g = torch.Generator().manual_seed(5)
+    g = seeded(5)
     return [
         (torch.tensor(WORKED),),                                  # scale 3.5788, zero point -77
         (torch.randn(8, 8, generator=g),),
@@ -85,7 +85,7 @@ def _qparams_cases():
 
 
 def _mse_cases():
-    g = torch.Generator().manual_seed(6)
+    g = seeded(6)
     x = torch.randn(5, 7, generator=g)
     return [
         (torch.tensor(WORKED), linear_dequantize(linear_quantize(torch.tensor(WORKED), 3.5, -70), 3.5, -70)),

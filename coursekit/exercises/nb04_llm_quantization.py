@@ -15,14 +15,10 @@ import math
 
 import torch
 
-from .spec import Exercise
+from .spec import Exercise, seeded
 
 GPU_HEADROOM = 0.8            # fits_on_gpu: weights may use at most 80% of the GPU's memory
 BYTES_PER_GROUP = 4           # bytes_for_model: a 16-bit scale and a 16-bit zero point per group
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------- 04.perplexity_from_losses
@@ -31,7 +27,7 @@ def perplexity_from_losses(losses):
 
 
 def _losses_cases():
-    g = _gen(40)
+    g = seeded(40)
     return [
         (torch.rand(64, generator=g) * 4 + 1,),                  # per-token losses of a decent model
         (torch.rand(4, 255, generator=g) * 6,),                  # a batch of windows: mean over all
@@ -111,7 +107,7 @@ def pick_precision(ppls, sizes, max_increase):
 
 
 def _pick_cases():
-    g = _gen(44)
+    g = seeded(44)
     ppls = torch.tensor([10.0, 10.05, 10.8, 25.0])
     sizes = torch.tensor([16_000_000, 8_000_000, 4_000_000, 2_000_000])
     noisy = 12.0 + torch.rand(6, generator=g)

@@ -11,11 +11,7 @@ import torch
 
 from coursekit import quant
 
-from .spec import Exercise
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from .spec import Exercise, seeded
 
 
 # --------------------------------------------------------------------------- 05.symmetric_scale
@@ -26,7 +22,7 @@ def symmetric_scale(x, bits):
 
 
 def _scale_cases():
-    g = _gen(5)
+    g = seeded(5)
     return [
         (torch.randn(64, generator=g) * 0.02, 8),
         (torch.relu(torch.randn(8, 8, generator=g)), 4),
@@ -46,7 +42,7 @@ def symmetric_quantize(x, bits):
 
 
 def _quantize_cases():
-    g = _gen(6)
+    g = seeded(6)
     return [
         (torch.randn(4, 16, generator=g), 8),
         (torch.relu(torch.randn(32, generator=g)), 4),
@@ -63,7 +59,7 @@ def fraction_of_range_used(codes, bits):
 
 
 def _range_cases():
-    g = _gen(7)
+    g = seeded(7)
     normal, relu = torch.randn(256, generator=g), torch.relu(torch.randn(256, generator=g))
     return [
         (quant.quantize(relu, bits=8, symmetric=True).data, 8),      # 0..127: half the range
@@ -83,7 +79,7 @@ def choose_mode(x, bits):
 
 
 def _mode_cases():
-    g = _gen(8)
+    g = seeded(8)
     return [
         (torch.relu(torch.randn(64, 64, generator=g)), 8),           # one-sided: asymmetric
         (-torch.rand(500, generator=g) * 4, 4),                      # one-sided, negative: asymmetric

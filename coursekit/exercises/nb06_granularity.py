@@ -10,11 +10,7 @@ import torch
 
 from coursekit import quant
 
-from .spec import Exercise
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from .spec import Exercise, seeded
 
 
 # --------------------------------------------------------------------------- 06.per_channel_scales
@@ -25,7 +21,7 @@ def per_channel_scales(w, bits):
 
 
 def _scale_cases():
-    g = _gen(61)
+    g = seeded(61)
     outlier = torch.randn(6, 10, generator=g) * 0.02
     outlier[2] *= 20
     zero_row = torch.randn(4, 4, generator=g)
@@ -51,7 +47,7 @@ def _group_case(x, bits, group_size):
 
 
 def _group_cases():
-    g = _gen(62)
+    g = seeded(62)
     return [
         _group_case(torch.randn(4, 16, generator=g), 8, 4),
         _group_case(torch.randn(3, 12, generator=g) * 0.1, 4, 6),
@@ -87,7 +83,7 @@ def _linear_case(g, batch_shape, out_f, in_f, with_bias=True):
 
 
 def _linear_cases():
-    g = _gen(63)
+    g = seeded(63)
     return [
         _linear_case(g, (3,), 8, 16),
         _linear_case(g, (4,), 6, 6),                     # square: a missing transpose still runs

@@ -10,11 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .spec import Exercise
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from .spec import Exercise, seeded
 
 
 # --------------------------------------------------------------------------- 07.int8_scales
@@ -24,7 +20,7 @@ def int8_scales(weight):
 
 
 def _scales_cases():
-    g = _gen(70)
+    g = seeded(70)
     lopsided = torch.randn(4, 16, generator=g) * 0.05
     lopsided[1, 3] = -0.9                      # the largest magnitude of row 1 is negative
     with_zero_row = torch.randn(3, 8, generator=g)
@@ -46,11 +42,11 @@ def int8_codes(weight, scales):
 def _codes_cases():
     cases = []
     for seed, shape in ((71, (6, 16)), (72, (4, 4)), (73, (3, 1))):
-        w = torch.randn(*shape, generator=_gen(seed))
+        w = torch.randn(*shape, generator=seeded(seed))
         cases.append((w, int8_scales(w)))
     w = torch.tensor([[0.5, -0.25, 0.126, -1.0]])   # values that land between codes and on the edge
     cases.append((w, int8_scales(w)))
-    w = torch.randn(4, 8, generator=_gen(74))
+    w = torch.randn(4, 8, generator=seeded(74))
     cases.append((w, int8_scales(w) * 0.5))          # scales too small: codes must be clamped to int8
     return cases
 
@@ -67,7 +63,7 @@ def _forward_cases():
     cases = []
     for seed, batch, in_f, out_f, has_bias in ((75, (4,), 16, 8, True), (76, (2, 3), 8, 8, True),
                                                (77, (5,), 32, 4, False), (78, (1,), 1, 3, True)):
-        g = _gen(seed)
+        g = seeded(seed)
         w = torch.randn(out_f, in_f, generator=g)
         scales = int8_scales(w)
         codes = int8_codes(w, scales)

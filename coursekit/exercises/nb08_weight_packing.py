@@ -11,11 +11,7 @@ import torch
 
 from coursekit import packing
 
-from .spec import Exercise
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+from .spec import Exercise, seeded
 
 
 # --------------------------------------------------------------------------- 08.to_unsigned
@@ -24,7 +20,7 @@ def to_unsigned(codes, bits):
 
 
 def _unsigned_cases():
-    g = _gen(80)
+    g = seeded(80)
     return [
         (torch.randint(-8, 8, (3, 5), generator=g, dtype=torch.int8), 4),
         (torch.tensor([-2, -1, 0, 1], dtype=torch.int8), 2),
@@ -39,7 +35,7 @@ def pack_2bit(codes):
 
 
 def _pack_cases():
-    g = _gen(81)
+    g = seeded(81)
     return [
         (torch.tensor([1, 0, 3, 2], dtype=torch.uint8),),                   # the lesson's example: [177]
         (torch.randint(0, 4, (16,), generator=g, dtype=torch.uint8),),
@@ -55,7 +51,7 @@ def unpack_2bit(packed, n):
 
 
 def _unpack_cases():
-    g = _gen(82)
+    g = seeded(82)
     full = torch.randint(0, 4, (12,), generator=g, dtype=torch.uint8)
     odd = torch.randint(0, 4, (7,), generator=g, dtype=torch.uint8)
     return [

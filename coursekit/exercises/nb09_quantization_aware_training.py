@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .spec import Exercise
+from .spec import Exercise, seeded
 
 
 # --------------------------------------------------------------------------- references
@@ -44,7 +44,7 @@ def recovered_fraction(ppl_fp32: float, ppl_ptq: float, ppl_qat: float) -> float
 
 # --------------------------------------------------------------------------- hidden cases
 def _fake_quant_cases():
-    g = torch.Generator().manual_seed(9)
+    g = seeded(9)
     return [
         (torch.randn(5, 8, generator=g), 4),
         (torch.randn(64, generator=g) * 3, 2),
@@ -56,7 +56,7 @@ def _fake_quant_cases():
 
 
 def _round_cases():
-    g = torch.Generator().manual_seed(19)
+    g = seeded(19)
     return [
         (torch.randn(12, generator=g) * 4,),
         (torch.tensor([-2.7, -0.2, 0.0, 0.4, 1.6, 3.0]),),
@@ -65,7 +65,7 @@ def _round_cases():
 
 
 def _grad_cases():
-    g = torch.Generator().manual_seed(29)
+    g = seeded(29)
     return [
         (torch.randn(10, generator=g) * 3, torch.randn(10, generator=g)),
         (torch.tensor([-1.6, -0.4, 0.3, 2.2]), torch.tensor([1.0, 2.0, -3.0, 0.5])),

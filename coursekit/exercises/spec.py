@@ -52,6 +52,12 @@ class Exercise:
 
 
 # --------------------------------------------------------------------------- comparing results
+def seeded(seed: int) -> torch.Generator:
+    """A generator of its own for a spec's hidden cases: the same cases every call, whatever the
+    learner's notebook did to the global random state."""
+    return torch.Generator().manual_seed(seed)
+
+
 def describe(value: Any) -> str:
     """A short, learner-readable picture of a value: type, shape, dtype and a few numbers."""
     if isinstance(value, torch.Tensor):
