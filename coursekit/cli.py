@@ -2,6 +2,8 @@
 
     coursekit release notebooks --out notebooks/learner     learner copies of the masters
     coursekit release notebooks --out notebooks/learner --check   exit 1 when they are stale
+    coursekit release notebooks --out notebooks/learner --repo OWNER/NAME@BRANCH
+                                        publish from your repository (badges and install lines)
     coursekit grade SUBMISSION.ipynb|FOLDER... --out DIR [--jobs N] [--timeout S] [--memory-mb MB]
 
 Exit status: 0 when the command did its work (learners' failures are data in the reports),
@@ -16,13 +18,17 @@ import sys
 
 
 def _release(args) -> int:
-    from .release import ReleaseError, masters, release, stale_copies
+    from .release import ReleaseError, course_repo, masters, release, stale_copies
     from pathlib import Path
     src = Path(args.notebooks)
     if not src.is_dir():
         print(f"coursekit release: {src} is not a folder", file=sys.stderr)
         return 2
     try:
+        if args.check and args.repo is not None:
+            print("coursekit release: --check compares with the stored setting; it takes no --repo",
+                  file=sys.stderr)
+            return 2
         if args.check:
             problems = stale_copies(src, args.out)
             for p in problems:
@@ -32,14 +38,23 @@ def _release(args) -> int:
                 return 1
             print(f"{len(masters(src))} learner copies are up to date")
             return 0
-        written = release(src, args.out)
+        written = release(src, args.out, repo=args.repo)
     except ReleaseError as exc:
         print(f"coursekit release: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # a --repo that is not OWNER/NAME[@REF], or a broken setting
+        print(f"coursekit release: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"coursekit release: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {len(written)} learner copies to {args.out}")
+    repo = course_repo(src)
+    if repo is not None and repo.is_placeholder:
+        print(f"note: the course's repository is still the placeholder {repo}; publish with "
+              f"--repo OWNER/NAME@BRANCH (your fork)", file=sys.stderr)
+    elif repo is not None:
+        print(f"badges and install lines point to {repo}")
     return 0
 
 
@@ -103,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("notebooks", help="the folder of master notebooks (NN_topic.ipynb)")
     rel.add_argument("--out", required=True, help="where the learner copies go (e.g. notebooks/learner)")
     rel.add_argument("--check", action="store_true", help="write nothing; exit 1 if the copies are stale")
+    rel.add_argument("--repo", default=None, metavar="OWNER/NAME[@REF]",
+                     help="the GitHub repository (or git URL) learners install from and Colab opens; "
+                          "stored in pyproject.toml [tool.coursekit] and written into every notebook")
     rel.set_defaults(func=_release)
 
     g = sub.add_parser("grade", help="grade learners' notebooks in sandboxed kernels")

@@ -20,6 +20,10 @@ see the figures and tables without running anything.
 
 Release is a pure function of the master's bytes: the same master always gives the same learner
 copy, byte for byte, so a test can tell when the committed copies are stale.
+
+Before that, release points every master's Colab badge and install line at the repository the
+course is published from (`coursekit.publishing`: one setting in pyproject.toml, changed with
+`--repo OWNER/NAME@REF`), so masters and learner copies always name the same place.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from pathlib import Path
 
 import nbformat
 
+from .publishing import CourseRepo, disagreements, find_project, publish_notebook, read_setting, write_setting
+
 __all__ = ["ReleaseError", "stub_solutions", "release_notebook", "release_text", "release",
-           "stale_copies", "BEGIN", "END", "STUB"]
+           "stale_copies", "publish_masters", "course_repo", "BEGIN", "END", "STUB"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -99,8 +105,7 @@ def release_text(master: str | Path) -> str:
     """The learner copy of the master at `master`, as the exact text `release` writes."""
     path = Path(master)
     nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-    text = nbformat.writes(release_notebook(nb, name=path.name), version=4)
-    return text if text.endswith("\n") else text + "\n"
+    return _notebook_text(release_notebook(nb, name=path.name))
 
 
 def masters(src_dir: str | Path) -> list[Path]:
@@ -108,26 +113,67 @@ def masters(src_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(src_dir).glob("*.ipynb") if p.is_file() and _MASTER_NAME.match(p.name))
 
 
-def release(src_dir: str | Path, out_dir: str | Path, prune: bool = True) -> list[Path]:
+def _notebook_text(nb) -> str:
+    text = nbformat.writes(nb, version=4)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _write_if_changed(target: Path, data: bytes) -> None:
+    if not target.exists() or target.read_bytes() != data:
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+
+
+def course_repo(src_dir: str | Path, repo: CourseRepo | str | None = None) -> CourseRepo | None:
+    """The repository to publish from: `repo` when given (and then stored as the project's setting),
+    else the setting of the project that holds `src_dir`; None outside such a project."""
+    try:
+        project = find_project(src_dir)
+    except FileNotFoundError:
+        project = None
+    if repo is not None:
+        repo = repo if isinstance(repo, CourseRepo) else CourseRepo.parse(repo)
+        if project is not None:
+            write_setting(project, repo)
+        return repo
+    return read_setting(project) if project is not None else None
+
+
+def publish_masters(src_dir: str | Path, repo: CourseRepo) -> list[Path]:
+    """Point every master's badge and install line at `repo`; return the masters that changed."""
+    changed = []
+    for master in masters(src_dir):
+        text = master.read_text(encoding="utf-8")
+        nb = publish_notebook(nbformat.reads(text, as_version=4), repo, master.name)
+        new = _notebook_text(nb)
+        if new != text:
+            _write_if_changed(master, new.encode("utf-8"))
+            changed.append(master)
+    return changed
+
+
+def release(src_dir: str | Path, out_dir: str | Path, prune: bool = True,
+            repo: CourseRepo | str | None = None) -> list[Path]:
     """Write the learner copy of every master of `src_dir` into `out_dir`; return their paths.
 
+    First the masters are pointed at the course's repository (`repo`, else the project's setting).
     Files are rewritten only when their bytes change. With `prune`, learner copies in `out_dir`
     whose master is gone are removed, so `out_dir` always mirrors the masters.
     """
     src, out = Path(src_dir).resolve(), Path(out_dir).resolve()
     if src == out:
         raise ReleaseError("the output folder must not be the masters' folder")
+    published = course_repo(src, repo)
+    if published is not None:
+        publish_masters(src, published)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     wanted = set()
     for master in masters(src):
         target = out / master.name
         wanted.add(target.name)
-        data = release_text(master).encode("utf-8")
-        if not target.exists() or target.read_bytes() != data:
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+        _write_if_changed(target, release_text(master).encode("utf-8"))
         written.append(target)
     if prune:
         for old in out.glob("*.ipynb"):
@@ -141,8 +187,12 @@ def stale_copies(src_dir: str | Path, out_dir: str | Path) -> list[str]:
     src, out = Path(src_dir), Path(out_dir)
     problems = []
     wanted = set()
+    published = course_repo(src)
     for master in masters(src):
         wanted.add(master.name)
+        if published is not None:
+            nb = nbformat.reads(master.read_text(encoding="utf-8"), as_version=4)
+            problems += [f"{master}: {p}" for p in disagreements(nb, published, master.name)]
         target = out / master.name
         if not target.exists():
             problems.append(f"{target} is missing")
