@@ -41,7 +41,7 @@ __all__ = [
     "ASSETS", "TINY_LM_DIR", "EVAL_PAIRS", "HubUnavailableError", "EncoderAgreement", "DeviceInfo",
     "DummyModel", "load_encoder", "embed", "encoder_agreement", "load_lm", "perplexity",
     "unigram_perplexity", "generate", "heldout_text", "training_text", "count_parameters",
-    "get_device", "device_info",
+    "get_device", "device_info", "model_device",
 ]
 
 
@@ -69,7 +69,7 @@ def _execution_device(module: nn.Module):
     return None
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     """Where a model's inputs must go: where its weights compute.
 
     Usually the device of its first parameter (quanto's quantized parameters included). A model
@@ -181,7 +181,7 @@ def embed(model, tokenizer, sentences, batch_size: int = 64) -> torch.Tensor:
     sentences = _check_sentences(sentences)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError("batch_size must be a positive int")
-    device = _model_device(model)
+    device = model_device(model)
     out = []
     for i in range(0, len(sentences), batch_size):
         batch = tokenizer(sentences[i:i + batch_size], padding=True, truncation=True,
@@ -362,7 +362,7 @@ def perplexity(model, tokenizer, text: str | None = None, max_tokens: int | None
         context = min(int(getattr(model.config, "max_position_embeddings", 1024) or 1024), 1024)
     if not isinstance(context, int) or context < 2:
         raise ValueError("context must be an int >= 2")
-    device = _model_device(model)
+    device = model_device(model)
     windows = [ids[i:i + context] for i in range(0, len(ids), context)]
     windows = [w for w in windows if len(w) >= 2]
     total_nll, total_count = 0.0, 0
@@ -413,7 +413,7 @@ def generate(model, tokenizer, prompt: str, max_new_tokens: int = 30) -> str:
         raise ValueError("prompt must not be empty")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError("max_new_tokens must be an int >= 1")
-    batch = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(_model_device(model))
+    batch = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model_device(model))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                          num_beams=1, pad_token_id=pad)
