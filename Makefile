@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lab test unit nbtest test-kernels execute bench release browser train-lm clean
+.PHONY: setup lab test unit nbtest test-kernels execute bench release browser train-lm colab-check clean
 
 setup: $(STAMP)
 	@$(BIN)/python -m coursekit.warmup
@@ -60,6 +60,11 @@ test-kernels: setup
 # Re-execute the master notebooks in place (after a change to coursekit or a notebook).
 execute: setup
 	$(THREADS) $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=300 notebooks/*.ipynb
+
+# What Colab does, with no network: install coursekit from a local git snapshot of this tree into a
+# fresh venv that already has torch, then run every learner copy (scripts/colab_check.py says more).
+colab-check: setup
+	$(BIN)/python scripts/colab_check.py
 
 train-lm: setup
 	$(BIN)/python scripts/train_lm.py
