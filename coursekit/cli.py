@@ -59,7 +59,7 @@ def _release(args) -> int:
 
 
 def _grade(args) -> int:
-    from .grading.grader import GradeOptions, UsageError, grade_batch, load_registry
+    from .grading import GradeOptions, UsageError, find_submissions, grade_batch, load_registry, prepare_out
     if args.notebook is not None and not (args.notebook.isdigit() and len(args.notebook) <= 2):
         print("coursekit grade: --notebook takes the notebook's number, e.g. 03", file=sys.stderr)
         return 2
@@ -67,11 +67,10 @@ def _grade(args) -> int:
         print("coursekit grade: --jobs must be >= 1, --timeout and --exercise-timeout > 0, "
               "--memory-mb >= 64", file=sys.stderr)
         return 2
-    from .grading.grader import _prepare_out, find_submissions
     from pathlib import Path
     try:  # usage errors first, before the (slow) exercise specs are imported
         find_submissions(args.submissions)
-        _prepare_out(Path(args.out))
+        prepare_out(Path(args.out))
     except UsageError as exc:
         print(f"coursekit grade: {exc}", file=sys.stderr)
         return 2

@@ -49,8 +49,9 @@ def test_wrong_shape_and_dtype():
 
 @pytest.mark.parametrize("answer", [None, "a string", [1, 2], 3.0, torch.tensor([1.0])])
 def test_wrong_types_get_a_message_not_an_exception(answer):
+    # not a function: "missing", the grader's word for a name that holds no function
     r = evaluate("99.double", answer)
-    assert r.status in ("failed", "not_done") and r.message
+    assert r.status == ("not_done" if answer is None else "missing") and r.points == 0 and r.message
 
 
 def test_function_returning_wrong_types():
@@ -192,3 +193,44 @@ def test_whole_numbers_compare_exactly(monkeypatch):
     assert evaluate("99.big", 2 ** 60 + 1).passed
     assert not evaluate("99.big", 2 ** 60).passed
     assert not evaluate("99.answer", 42.000001).passed
+
+
+DECLARED = '''
+from coursekit.exercises.spec import Exercise, exercise
+
+def _cases():
+    return [(1,), (2,)]
+
+@exercise(title="double it", cases=_cases, points=2, hint="times two")
+def double(x):
+    return 2 * x
+
+@exercise()
+def answer():
+    return 42
+
+also_double = double          # a second name for the same reference: still one exercise
+
+EXERCISES = [Exercise("98.listed", "listed", lambda: 1)]
+'''
+
+
+def test_an_exercise_is_declared_once_on_its_reference(tmp_path, monkeypatch):
+    """The id comes from the spec module (nbNN_ -> "NN.") and the name from the function."""
+    from coursekit.exercises.spec import exercises_in
+    (tmp_path / "nb98_declared.py").write_text(DECLARED)
+    (tmp_path / "not_a_spec.py").write_text("from coursekit.exercises.spec import exercise\n"
+                                            "@exercise()\ndef f():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    module = importlib.import_module("nb98_declared")
+    found = exercises_in(module)
+    assert [e.id for e in found] == ["98.listed", "98.double", "98.answer"]
+    double = found[1]
+    assert (double.name, double.reference, double.title, double.points, double.hint) == \
+        ("double", module.double, "double it", 2, "times two")
+    assert module.double(3) == 6 and module.double.exercise is double   # still the plain function
+    assert found[2].is_value and found[2].atol == Exercise("x", "x", None).atol   # the defaults
+    with pytest.raises(ValueError, match=r"@exercise on f: expected a spec module named nbNN_topic, "
+                                         r"got 'not_a_spec'"):
+        importlib.import_module("not_a_spec")

@@ -322,7 +322,9 @@ def test_console_script():
 def test_result_files_are_checked_strictly(tmp_path, spec_registry):
     """What the learner's kernel writes is data: a wrong nonce, a stray tensor, an extra key or a
     case count that does not match makes the exercise score nothing."""
-    from coursekit.grading.grader import _read_result, _score, prepare
+    from coursekit.grading.preparation import prepare
+    from coursekit.grading.sandbox import HarnessState
+    from coursekit.grading.scoring import score_exercise
     registry, _ = spec_registry
     prep = prepare(registry["01.scale"])
     nonce = "n" * 32
@@ -340,17 +342,17 @@ def test_result_files_are_checked_strictly(tmp_path, spec_registry):
             "cases": [{"r": "ok", "value": {"t": "tensor", "k": "t0"}}, {"r": "ok", "value": {"t": "tensor", "k": "t1"}}]}
     expected = {"t0": prep.expected[0], "t1": prep.expected[1]}
     write(good, expected)
-    assert _score(prep, stem, nonce, "done").status == "passed"
+    assert score_exercise(prep, stem, nonce, HarnessState.DONE).status == "passed"
     for bad in ({"nonce": "x" * 32}, {"exercise": "01.double"}, {"extra": 1}, {"tensors": ["t0"]},
                 {"cases": good["cases"][:1]}, {"cases": [{"r": "ok", "value": {"t": "tensor", "k": "t0"}}] * 2},
                 {"function": "passed"}, {"cases": [{"r": "passed"}] * 2}):
         write({**good, **bad}, expected)
-        r = _score(prep, stem, nonce, "done")
+        r = score_exercise(prep, stem, nonce, HarnessState.DONE)
         assert r.status == "invalid" and r.points == 0, bad
     write(good, {**expected, "t2": torch.ones(1)})
-    assert _score(prep, stem, nonce, "done").status == "invalid"
+    assert score_exercise(prep, stem, nonce, HarnessState.DONE).status == "invalid"
     Path(stem + ".json").write_text('{"format": NaN}')
-    assert _score(prep, stem, nonce, "done").status == "invalid"
+    assert score_exercise(prep, stem, nonce, HarnessState.DONE).status == "invalid"
 
 
 def test_progress_bar_only_on_a_terminal():

@@ -1,9 +1,10 @@
 """Exercise checking for learners: `check(exercise_id, answer)` prints one clear verdict.
 
-The specs live in one file per notebook (`nb03_quantization_theory.py`, ...), each with a list
-`EXERCISES`. `check` runs the learner's function on the hidden cases and compares it with the
-reference; it never raises, and when the learner's code raises, it reports that error as the
-learner's own (their line, not coursekit's internals).
+The specs live in one file per notebook (`nb03_quantization_theory.py`, ...), each a list of
+reference functions declared with `@exercise`. `check` runs the learner's function on the hidden
+cases (`outcome.call`) and has `verdict.judge` compare the outcomes with the reference, the very
+function the grader uses. It never raises, and when the learner's code raises, it reports that
+error as the learner's own (their line, not coursekit's internals).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-import traceback
 from dataclasses import dataclass
 
-from .spec import Exercise, clone_args, compare, describe
+from .compare import clone_args, describe
+from .outcome import Handed, call, handed
+from .spec import Exercise, exercise, exercises_in
+from .verdict import Status, Voice, judge
 
-__all__ = ["check", "evaluate", "get_exercise", "list_exercises", "Exercise", "CheckResult"]
+__all__ = ["check", "evaluate", "get_exercise", "list_exercises", "Exercise", "exercise", "CheckResult"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _PACKAGE_DIR = os.path.dirname(_HERE)
@@ -28,7 +31,7 @@ def _registry() -> dict[str, Exercise]:
     if _REGISTRY is None:
         found: dict[str, Exercise] = {}
         for mod in sorted(m.name for m in pkgutil.iter_modules([_HERE]) if m.name.startswith("nb")):
-            for ex in importlib.import_module(f"{__name__}.{mod}").EXERCISES:
+            for ex in exercises_in(importlib.import_module(f"{__name__}.{mod}")):
                 if ex.id in found:
                     raise RuntimeError(f"duplicate exercise id {ex.id!r} in {mod}")
                 found[ex.id] = ex
@@ -51,28 +54,22 @@ def get_exercise(exercise_id: str) -> Exercise:
 @dataclass
 class CheckResult:
     exercise_id: str
-    status: str          # "passed", "failed", "not_done", "error" (the learner's code raised), "unknown"
+    status: Status
     message: str
     points: float = 0.0
     max_points: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return self.status == "passed"
+        return self.status is Status.PASSED
 
     def __str__(self) -> str:
         return self.message
 
 
-def _learner_frames(exc: BaseException) -> str:
-    """Where in the learner's code the error came from, leaving out coursekit's own frames."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)]
-    if not frames:
-        return ""
-    f = frames[-1]
-    line = f" -> {f.line.strip()}" if f.line else ""
-    return f" (line {f.lineno}{line})"
+def _is_ours(filename: str) -> bool:
+    """A frame of coursekit's own code, which the learner need not see."""
+    return os.path.abspath(filename).startswith(_PACKAGE_DIR)
 
 
 def evaluate(exercise_id, answer) -> CheckResult:
@@ -81,46 +78,17 @@ def evaluate(exercise_id, answer) -> CheckResult:
         ex = get_exercise(exercise_id)
     except (KeyError, TypeError):
         known = ", ".join(sorted(_registry())) or "none"
-        return CheckResult(str(exercise_id), "unknown",
+        return CheckResult(str(exercise_id), Status.UNKNOWN,
                            f"❓ There is no exercise called {exercise_id!r}. Known exercises: {known}.")
-    head = f"{ex.id}" + (f" ({ex.title})" if ex.title else "")
-    hint = f"\n   Hint: {ex.hint}" if ex.hint else ""
-
-    def result(status, text, points=0.0):
-        return CheckResult(ex.id, status, text, points, ex.points)
-
-    if answer is None or answer is Ellipsis:
-        return result("not_done", f"⏳ {head}: not done yet — there is no answer to check.{hint}")
-    if not callable(answer) and not ex.is_value:
-        return result("failed", f"❌ {head}: pass the function `{ex.name}` itself (not its result), "
-                                f"got {describe(answer)}.{hint}")
-
-    cases = ex.cases()
-    for i, case in enumerate(cases, start=1):
-        expected = ex.reference(*clone_args(case))
-        where = f" on hidden case {i} of {len(cases)}" if len(cases) > 1 else ""
-        if callable(answer):
-            args = clone_args(case)
-            try:
-                got = answer(*args)
-            except NotImplementedError:
-                return result("not_done", f"⏳ {head}: not done yet — replace `raise NotImplementedError` "
-                                          f"with your code.{hint}")
-            except Exception as exc:  # the learner's code failed: say so, in their terms
-                shown = f"inputs {describe(list(case))}; " if case else ""
-                return result("error", f"❌ {head}: your code raised {type(exc).__name__}: {exc}"
-                                       f"{_learner_frames(exc)}{where}; {shown}".rstrip("; ") + f".{hint}")
-        else:
-            got = answer
-        try:
-            problem = compare(got, expected, ex)
-        except Exception:
-            problem = f"could not compare your result, {describe(got)}, with the expected {describe(expected)}"
-        if problem:
-            shown = f" (inputs {describe(list(case))})" if case else ""
-            return result("failed", f"❌ {head}: failed{where}{shown}: {problem}.{hint}")
-    n = f" on {len(cases)} hidden cases" if len(cases) > 1 else ""
-    return result("passed", f"✅ {head}: passed{n}.", float(ex.points))
+    cases, expected, outcomes = ex.cases(), [], []
+    given = handed(answer, is_value=all(len(c) == 0 for c in cases))  # ex.is_value, cases built once
+    if given is Handed.FUNCTION:
+        for case in cases:  # each side gets its own copy of the arguments
+            expected.append(ex.reference(*clone_args(case)))
+            outcomes.append(call(answer, clone_args(case), _is_ours))
+    what = describe(answer) if given is Handed.NOT_A_FUNCTION else ""
+    verdict = judge(ex, cases, expected, given, outcomes, Voice.NOTEBOOK, what)
+    return CheckResult(ex.id, verdict.status, verdict.message, verdict.points, ex.points)
 
 
 def check(exercise_id, answer) -> None:

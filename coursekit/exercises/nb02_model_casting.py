@@ -11,32 +11,7 @@ import math
 
 import torch
 
-from .spec import Exercise, seeded
-
-
-def tensor_bytes(t):
-    """Bytes of memory the elements of tensor `t` take (numel x bytes per element)."""
-    return t.numel() * t.element_size()
-
-
-def mean_abs_diff(a, b):
-    """Mean absolute difference of two same-shape tensors, computed in float32, as a Python float."""
-    return (a.float() - b.float()).abs().mean().item()
-
-
-def mean_cosine(a, b):
-    """Mean, over rows, of the cosine similarity between row i of `a` and row i of `b` (float32)."""
-    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).mean().item()
-
-
-def perplexity_from_logits(logits, targets):
-    """exp(mean cross-entropy) of next-token `targets` (n,) under `logits` (n, vocab), in float32."""
-    return math.exp(torch.nn.functional.cross_entropy(logits.float(), targets).item())
-
-
-def top1_agreement(logits_a, logits_b):
-    """Fraction of positions where both logits pick the same top token (argmax over the last dim)."""
-    return (logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean().item()
+from .spec import exercise, seeded
 
 
 def _bytes_cases():
@@ -46,6 +21,13 @@ def _bytes_cases():
             (torch.randint(-128, 128, (3, 5), generator=g, dtype=torch.int8),),
             (torch.arange(10),), (torch.zeros(6, dtype=torch.bool),), (torch.zeros(0, 5),),
             (torch.tensor(3.0),)]
+
+
+@exercise(title="bytes of a tensor", cases=_bytes_cases, atol=0.0, rtol=0.0,
+          hint="numel() elements times element_size() bytes each; don't assume 4 bytes per element.")
+def tensor_bytes(t):
+    """Bytes of memory the elements of tensor `t` take (numel x bytes per element)."""
+    return t.numel() * t.element_size()
 
 
 def _logits_pairs(seed):
@@ -63,12 +45,27 @@ def _diff_cases():
             (torch.tensor([1.0, -2.0, 3.0]), torch.tensor([2.0, -2.0, 0.0]))]
 
 
+@exercise(title="mean absolute difference of two tensors", cases=_diff_cases, atol=1e-9, rtol=1e-5,
+          hint="convert both to float32 first, then (a - b).abs().mean(); return a Python float (.item()).")
+def mean_abs_diff(a, b):
+    """Mean absolute difference of two same-shape tensors, computed in float32, as a Python float."""
+    return (a.float() - b.float()).abs().mean().item()
+
+
 def _cosine_cases():
     g = seeded(2)
     a = torch.randn(6, 12, generator=g) * 4
     b = torch.randn(6, 12, generator=g)
     return [(a, b), (a, a.clone()), (a, 3 * a), (a, -a), (a, a + 0.1 * b),
             (a, a.to(torch.bfloat16)), (torch.tensor([[3.0, 4.0]]), torch.tensor([[4.0, 3.0]]))]
+
+
+@exercise(title="mean cosine similarity of matching rows", cases=_cosine_cases, atol=1e-6, rtol=1e-5,
+          hint="the cosine of two vectors is their dot product divided by the product of their norms; "
+               "compute one per row (torch.nn.functional.cosine_similarity(a, b, dim=-1)) and average.")
+def mean_cosine(a, b):
+    """Mean, over rows, of the cosine similarity between row i of `a` and row i of `b` (float32)."""
+    return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).mean().item()
 
 
 def _ppl_cases():
@@ -82,6 +79,14 @@ def _ppl_cases():
             (logits.to(torch.bfloat16), targets)]
 
 
+@exercise(title="perplexity from logits", cases=_ppl_cases, atol=1e-9, rtol=1e-4,
+          hint="perplexity = exp(mean cross-entropy); torch.nn.functional.cross_entropy(logits.float(), "
+               "targets) gives the mean cross-entropy. Compute in float32, even for bf16 logits.")
+def perplexity_from_logits(logits, targets):
+    """exp(mean cross-entropy) of next-token `targets` (n,) under `logits` (n, vocab), in float32."""
+    return math.exp(torch.nn.functional.cross_entropy(logits.float(), targets).item())
+
+
 def _top1_cases():
     logits, noisy = _logits_pairs(4)
     flat = logits.reshape(-1, 16)
@@ -89,37 +94,10 @@ def _top1_cases():
             (torch.tensor([[0.1, 0.9, 0.0]]), torch.tensor([[0.2, 0.7, 0.1]]))]
 
 
-EXERCISES = [
-    Exercise(
-        "02.tensor_bytes", "tensor_bytes", tensor_bytes, _bytes_cases,
-        title="bytes of a tensor",
-        hint="numel() elements times element_size() bytes each; don't assume 4 bytes per element.",
-        atol=0.0, rtol=0.0,
-    ),
-    Exercise(
-        "02.mean_abs_diff", "mean_abs_diff", mean_abs_diff, _diff_cases,
-        title="mean absolute difference of two tensors",
-        hint="convert both to float32 first, then (a - b).abs().mean(); return a Python float (.item()).",
-        atol=1e-9, rtol=1e-5,
-    ),
-    Exercise(
-        "02.mean_cosine", "mean_cosine", mean_cosine, _cosine_cases,
-        title="mean cosine similarity of matching rows",
-        hint="the cosine of two vectors is their dot product divided by the product of their norms; "
-             "compute one per row (torch.nn.functional.cosine_similarity(a, b, dim=-1)) and average.",
-        atol=1e-6, rtol=1e-5,
-    ),
-    Exercise(
-        "02.perplexity_from_logits", "perplexity_from_logits", perplexity_from_logits, _ppl_cases,
-        title="perplexity from logits",
-        hint="perplexity = exp(mean cross-entropy); torch.nn.functional.cross_entropy(logits.float(), "
-             "targets) gives the mean cross-entropy. Compute in float32, even for bf16 logits.",
-        atol=1e-9, rtol=1e-4,
-    ),
-    Exercise(
-        "02.top1_agreement", "top1_agreement", top1_agreement, _top1_cases,
-        title="how often two models pick the same next token",
-        hint="argmax over the last dimension of each, compare, and take the mean of the matches as a float.",
-        atol=1e-9, rtol=1e-6,
-    ),
-]
+@exercise(title="how often two models pick the same next token", cases=_top1_cases,
+          atol=1e-9, rtol=1e-6,
+          hint="argmax over the last dimension of each, compare, and take the mean of the matches "
+               "as a float.")
+def top1_agreement(logits_a, logits_b):
+    """Fraction of positions where both logits pick the same top token (argmax over the last dim)."""
+    return (logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean().item()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .spec import Exercise, seeded
+from .spec import exercise, seeded
 
 QMIN, QMAX = -128, 127
 
@@ -18,30 +18,7 @@ QMIN, QMAX = -128, 127
 WORKED = [[191.6, -13.5, 728.6], [92.14, 295.5, -184.0], [0.0, 684.6, 245.5]]
 
 
-# --------------------------------------------------------------------------- references
-def linear_quantize(x, scale, zero_point):
-    q = torch.round(x / scale) + zero_point
-    return q.clamp(QMIN, QMAX).to(torch.int8)
-
-
-def linear_dequantize(codes, scale, zero_point):
-    return scale * (codes.float() - zero_point)
-
-
-def scale_and_zero_point(x):
-    r_min = min(x.min().item(), 0.0)
-    r_max = max(x.max().item(), 0.0)
-    scale = (r_max - r_min) / (QMAX - QMIN)
-    zero_point = int(round(QMIN - r_min / scale))
-    zero_point = max(QMIN, min(QMAX, zero_point))
-    return scale, zero_point
-
-
-def mse(x, y):
-    return (x - y).pow(2).mean().item()
-
-
-# --------------------------------------------------------------------------- hidden cases
+# --------------------------------------------------------------------------- 03.linear_quantize
 def _quantize_cases():
     g = seeded(3)
     return [
@@ -57,6 +34,15 @@ def _quantize_cases():
     ]
 
 
+@exercise(title="codes q = clip(round(x / s) + z)", cases=_quantize_cases, points=2,
+          hint="divide by the scale, round with torch.round, add the zero point, clip to [-128, 127] "
+               "with .clamp, and only then convert with .to(torch.int8) (converting first wraps around).")
+def linear_quantize(x, scale, zero_point):
+    q = torch.round(x / scale) + zero_point
+    return q.clamp(QMIN, QMAX).to(torch.int8)
+
+
+# --------------------------------------------------------------------------- 03.linear_dequantize
 def _dequantize_cases():
     g = seeded(4)
     return [
@@ -70,6 +56,14 @@ def _dequantize_cases():
     ]
 
 
+@exercise(title="values r = s (q - z)", cases=_dequantize_cases, points=1,
+          hint="turn the int8 codes into floats with codes.float() before subtracting the zero point: "
+               "in int8, 127 - (-77) overflows. Return float32.")
+def linear_dequantize(codes, scale, zero_point):
+    return scale * (codes.float() - zero_point)
+
+
+# --------------------------------------------------------------------------- 03.scale_and_zero_point
 def _qparams_cases():
     g = seeded(5)
     return [
@@ -84,6 +78,21 @@ def _qparams_cases():
     ]
 
 
+@exercise(title="asymmetric int8 scale and zero point from min and max", cases=_qparams_cases,
+          points=2, atol=1e-6, rtol=1e-5,
+          hint="widen the range to include 0 (r_min = min(x.min(), 0), r_max = max(x.max(), 0)); "
+               "s = (r_max - r_min) / (127 - (-128)); z = round(-128 - r_min / s), then clip z to "
+               "[-128, 127]. Return (scale, zero_point) as (float, int).")
+def scale_and_zero_point(x):
+    r_min = min(x.min().item(), 0.0)
+    r_max = max(x.max().item(), 0.0)
+    scale = (r_max - r_min) / (QMAX - QMIN)
+    zero_point = int(round(QMIN - r_min / scale))
+    zero_point = max(QMIN, min(QMAX, zero_point))
+    return scale, zero_point
+
+
+# --------------------------------------------------------------------------- 03.mse
 def _mse_cases():
     g = seeded(6)
     x = torch.randn(5, 7, generator=g)
@@ -95,33 +104,7 @@ def _mse_cases():
     ]
 
 
-EXERCISES = [
-    Exercise(
-        "03.linear_quantize", "linear_quantize", linear_quantize, _quantize_cases,
-        title="codes q = clip(round(x / s) + z)",
-        hint="divide by the scale, round with torch.round, add the zero point, clip to [-128, 127] "
-             "with .clamp, and only then convert with .to(torch.int8) (converting first wraps around).",
-        points=2,
-    ),
-    Exercise(
-        "03.linear_dequantize", "linear_dequantize", linear_dequantize, _dequantize_cases,
-        title="values r = s (q - z)",
-        hint="turn the int8 codes into floats with codes.float() before subtracting the zero point: "
-             "in int8, 127 - (-77) overflows. Return float32.",
-        points=1,
-    ),
-    Exercise(
-        "03.scale_and_zero_point", "scale_and_zero_point", scale_and_zero_point, _qparams_cases,
-        title="asymmetric int8 scale and zero point from min and max",
-        hint="widen the range to include 0 (r_min = min(x.min(), 0), r_max = max(x.max(), 0)); "
-             "s = (r_max - r_min) / (127 - (-128)); z = round(-128 - r_min / s), then clip z to "
-             "[-128, 127]. Return (scale, zero_point) as (float, int).",
-        points=2, atol=1e-6, rtol=1e-5,
-    ),
-    Exercise(
-        "03.mse", "mse", mse, _mse_cases,
-        title="mean squared error",
-        hint="the mean over all elements of (x - y) squared; return a Python float (.item()).",
-        points=1, atol=1e-7, rtol=1e-5,
-    ),
-]
+@exercise(title="mean squared error", cases=_mse_cases, points=1, atol=1e-7, rtol=1e-5,
+          hint="the mean over all elements of (x - y) squared; return a Python float (.item()).")
+def mse(x, y):
+    return (x - y).pow(2).mean().item()

@@ -15,17 +15,13 @@ import math
 
 import torch
 
-from .spec import Exercise, seeded
+from .spec import exercise, seeded
 
 GPU_HEADROOM = 0.8            # fits_on_gpu: weights may use at most 80% of the GPU's memory
 BYTES_PER_GROUP = 4           # bytes_for_model: a 16-bit scale and a 16-bit zero point per group
 
 
 # --------------------------------------------------------------------------- 04.perplexity_from_losses
-def perplexity_from_losses(losses):
-    return math.exp(losses.double().mean().item())
-
-
 def _losses_cases():
     g = seeded(40)
     return [
@@ -38,14 +34,15 @@ def _losses_cases():
     ]
 
 
+@exercise(title="perplexity from per-token losses", cases=_losses_cases,
+          hint="perplexity = exp(mean of the per-token losses), over every element of the tensor, "
+               "returned as a Python float (math.exp(losses.mean().item()) works). It is not the "
+               "mean of exp(loss).")
+def perplexity_from_losses(losses):
+    return math.exp(losses.double().mean().item())
+
+
 # --------------------------------------------------------------------------- 04.bytes_for_model
-def bytes_for_model(n_params, bits, group_size):
-    nbytes = n_params * bits / 8
-    if group_size is not None:
-        nbytes += n_params / group_size * BYTES_PER_GROUP
-    return float(nbytes)
-
-
 def _bytes_cases():
     return [
         (7_000_000_000, 16, None),          # a 7B model in bf16: 14 GB
@@ -58,11 +55,18 @@ def _bytes_cases():
     ]
 
 
+@exercise(title="bytes of a quantized model", cases=_bytes_cases,
+          hint="codes take n_params * bits / 8 bytes; with a group_size, add 4 bytes (a 16-bit "
+               "scale and a 16-bit zero point) for each of the n_params / group_size groups. "
+               "group_size=None means no groups. Return a float number of bytes.")
+def bytes_for_model(n_params, bits, group_size):
+    nbytes = n_params * bits / 8
+    if group_size is not None:
+        nbytes += n_params / group_size * BYTES_PER_GROUP
+    return float(nbytes)
+
+
 # --------------------------------------------------------------------------- 04.fits_on_gpu
-def fits_on_gpu(n_params, bits, gpu_gb):
-    return n_params * bits / 8 <= GPU_HEADROOM * gpu_gb * 1e9
-
-
 def _fits_cases():
     return [
         (7_000_000_000, 16, 16),            # 14 GB of weights: no room left on a T4
@@ -77,11 +81,15 @@ def _fits_cases():
     ]
 
 
+@exercise(title="does it fit on the GPU?", cases=_fits_cases,
+          hint="the weights take n_params * bits / 8 bytes; they fit if that is at most 80% of "
+               "gpu_gb * 1e9 bytes (GB here are 10**9 bytes; the other 20% is for activations, "
+               "the KV cache and the CUDA context). Return a Python bool.")
+def fits_on_gpu(n_params, bits, gpu_gb):
+    return n_params * bits / 8 <= GPU_HEADROOM * gpu_gb * 1e9
+
+
 # --------------------------------------------------------------------------- 04.relative_increase
-def relative_increase(ppl_base, ppl_quant):
-    return (ppl_quant - ppl_base) / ppl_base
-
-
 def _increase_cases():
     return [
         (20.0, 22.0),                       # +10%
@@ -93,19 +101,14 @@ def _increase_cases():
     ]
 
 
+@exercise(title="relative perplexity increase", cases=_increase_cases,
+          hint="(ppl_quant - ppl_base) / ppl_base, as a fraction (0.1 means 10% worse); it is "
+               "negative when the quantized model happens to score better.")
+def relative_increase(ppl_base, ppl_quant):
+    return (ppl_quant - ppl_base) / ppl_base
+
+
 # --------------------------------------------------------------------------- 04.pick_precision
-def pick_precision(ppls, sizes, max_increase):
-    budget = ppls[0].item() * (1 + max_increase)
-    best = 0
-    for i in range(len(ppls)):
-        if ppls[i].item() > budget:
-            continue
-        key = (sizes[i].item(), ppls[i].item())
-        if key < (sizes[best].item(), ppls[best].item()):
-            best = i
-    return best
-
-
 def _pick_cases():
     g = seeded(44)
     ppls = torch.tensor([10.0, 10.05, 10.8, 25.0])
@@ -124,29 +127,17 @@ def _pick_cases():
     ]
 
 
-EXERCISES = [
-    Exercise("04.perplexity_from_losses", "perplexity_from_losses", perplexity_from_losses, _losses_cases,
-             title="perplexity from per-token losses",
-             hint="perplexity = exp(mean of the per-token losses), over every element of the tensor, "
-                  "returned as a Python float (math.exp(losses.mean().item()) works). It is not the "
-                  "mean of exp(loss)."),
-    Exercise("04.bytes_for_model", "bytes_for_model", bytes_for_model, _bytes_cases,
-             title="bytes of a quantized model",
-             hint="codes take n_params * bits / 8 bytes; with a group_size, add 4 bytes (a 16-bit "
-                  "scale and a 16-bit zero point) for each of the n_params / group_size groups. "
-                  "group_size=None means no groups. Return a float number of bytes."),
-    Exercise("04.fits_on_gpu", "fits_on_gpu", fits_on_gpu, _fits_cases,
-             title="does it fit on the GPU?",
-             hint="the weights take n_params * bits / 8 bytes; they fit if that is at most 80% of "
-                  "gpu_gb * 1e9 bytes (GB here are 10**9 bytes; the other 20% is for activations, "
-                  "the KV cache and the CUDA context). Return a Python bool."),
-    Exercise("04.relative_increase", "relative_increase", relative_increase, _increase_cases,
-             title="relative perplexity increase",
-             hint="(ppl_quant - ppl_base) / ppl_base, as a fraction (0.1 means 10% worse); it is "
-                  "negative when the quantized model happens to score better."),
-    Exercise("04.pick_precision", "pick_precision", pick_precision, _pick_cases,
-             title="pick the precision to ship", points=2,
-             hint="ppls[0] is the baseline. Keep the indices i with ppls[i] <= ppls[0] * (1 + "
-                  "max_increase) (the boundary counts as within budget); among them return the one "
-                  "with the smallest sizes[i], and on equal sizes the lower perplexity. Return an int."),
-]
+@exercise(title="pick the precision to ship", cases=_pick_cases, points=2,
+          hint="ppls[0] is the baseline. Keep the indices i with ppls[i] <= ppls[0] * (1 + "
+               "max_increase) (the boundary counts as within budget); among them return the one "
+               "with the smallest sizes[i], and on equal sizes the lower perplexity. Return an int.")
+def pick_precision(ppls, sizes, max_increase):
+    budget = ppls[0].item() * (1 + max_increase)
+    best = 0
+    for i in range(len(ppls)):
+        if ppls[i].item() > budget:
+            continue
+        key = (sizes[i].item(), ppls[i].item())
+        if key < (sizes[best].item(), ppls[best].item()):
+            best = i
+    return best

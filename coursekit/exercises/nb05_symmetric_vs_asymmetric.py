@@ -11,16 +11,10 @@ import torch
 
 from coursekit import quant
 
-from .spec import Exercise, seeded
+from .spec import exercise, seeded
 
 
 # --------------------------------------------------------------------------- 05.symmetric_scale
-def symmetric_scale(x, bits):
-    qmax = 2 ** (bits - 1) - 1
-    absmax = x.abs().max().item()
-    return absmax / qmax if absmax > 0 else 1.0
-
-
 def _scale_cases():
     g = seeded(5)
     return [
@@ -32,15 +26,16 @@ def _scale_cases():
     ]
 
 
+@exercise(title="the scale of symmetric quantization", cases=_scale_cases,
+          hint="scale = max|x| / (2**(bits-1) - 1), as a number; if x is all zeros return 1.0 "
+               "(any positive scale gives codes 0, and dividing by 0 would give NaN).")
+def symmetric_scale(x, bits):
+    qmax = 2 ** (bits - 1) - 1
+    absmax = x.abs().max().item()
+    return absmax / qmax if absmax > 0 else 1.0
+
+
 # --------------------------------------------------------------------------- 05.symmetric_quantize
-def symmetric_quantize(x, bits):
-    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    scale = x.abs().max() / qmax
-    if scale == 0:
-        scale = torch.tensor(1.0)
-    return torch.round(x / scale).clamp(qmin, qmax).to(torch.int8)
-
-
 def _quantize_cases():
     g = seeded(6)
     return [
@@ -53,11 +48,19 @@ def _quantize_cases():
     ]
 
 
+@exercise(title="symmetric codes", cases=_quantize_cases,
+          hint="codes = round(x / scale) clamped to [-2**(bits-1), 2**(bits-1) - 1], returned as "
+               "torch.int8; scale = max|x| / (2**(bits-1) - 1), or 1 when x is all zeros. Divide by "
+               "the scale (torch.round rounds halves to even).")
+def symmetric_quantize(x, bits):
+    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    scale = x.abs().max() / qmax
+    if scale == 0:
+        scale = torch.tensor(1.0)
+    return torch.round(x / scale).clamp(qmin, qmax).to(torch.int8)
+
+
 # --------------------------------------------------------------------------- 05.fraction_of_range_used
-def fraction_of_range_used(codes, bits):
-    return (int(codes.max()) - int(codes.min()) + 1) / 2 ** bits
-
-
 def _range_cases():
     g = seeded(7)
     normal, relu = torch.randn(256, generator=g), torch.relu(torch.randn(256, generator=g))
@@ -71,13 +74,14 @@ def _range_cases():
     ]
 
 
+@exercise(title="how much of the code range is used", cases=_range_cases,
+          hint="(largest code - smallest code + 1) / 2**bits, as a float. Convert the codes to "
+               "Python ints first: in int8, 127 - (-128) overflows.")
+def fraction_of_range_used(codes, bits):
+    return (int(codes.max()) - int(codes.min()) + 1) / 2 ** bits
+
+
 # --------------------------------------------------------------------------- 05.choose_mode
-def choose_mode(x, bits):
-    mse_sym = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=True))
-    mse_asym = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=False))
-    return "asymmetric" if mse_asym < mse_sym else "symmetric"
-
-
 def _mode_cases():
     g = seeded(8)
     return [
@@ -90,23 +94,11 @@ def _mode_cases():
     ]
 
 
-EXERCISES = [
-    Exercise("05.symmetric_scale", "symmetric_scale", symmetric_scale, _scale_cases,
-             title="the scale of symmetric quantization",
-             hint="scale = max|x| / (2**(bits-1) - 1), as a number; if x is all zeros return 1.0 "
-                  "(any positive scale gives codes 0, and dividing by 0 would give NaN)."),
-    Exercise("05.symmetric_quantize", "symmetric_quantize", symmetric_quantize, _quantize_cases,
-             title="symmetric codes",
-             hint="codes = round(x / scale) clamped to [-2**(bits-1), 2**(bits-1) - 1], returned as "
-                  "torch.int8; scale = max|x| / (2**(bits-1) - 1), or 1 when x is all zeros. Divide by "
-                  "the scale (torch.round rounds halves to even)."),
-    Exercise("05.fraction_of_range_used", "fraction_of_range_used", fraction_of_range_used, _range_cases,
-             title="how much of the code range is used",
-             hint="(largest code - smallest code + 1) / 2**bits, as a float. Convert the codes to "
-                  "Python ints first: in int8, 127 - (-128) overflows."),
-    Exercise("05.choose_mode", "choose_mode", choose_mode, _mode_cases,
-             title="choose the mode by measuring",
-             hint="quantize x both ways with quant.quantize(x, bits=bits, symmetric=...), compare "
-                  "quant.quantization_error; return 'asymmetric' only if its MSE is strictly lower, "
-                  "otherwise 'symmetric' (on a tie the cheaper mode wins).", points=2),
-]
+@exercise(title="choose the mode by measuring", cases=_mode_cases, points=2,
+          hint="quantize x both ways with quant.quantize(x, bits=bits, symmetric=...), compare "
+               "quant.quantization_error; return 'asymmetric' only if its MSE is strictly lower, "
+               "otherwise 'symmetric' (on a tie the cheaper mode wins).")
+def choose_mode(x, bits):
+    mse_sym = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=True))
+    mse_asym = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=False))
+    return "asymmetric" if mse_asym < mse_sym else "symmetric"

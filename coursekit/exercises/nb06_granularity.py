@@ -10,16 +10,10 @@ import torch
 
 from coursekit import quant
 
-from .spec import Exercise, seeded
+from .spec import exercise, seeded
 
 
 # --------------------------------------------------------------------------- 06.per_channel_scales
-def per_channel_scales(w, bits):
-    qmax = 2 ** (bits - 1) - 1
-    absmax = w.abs().amax(dim=1, keepdim=True)
-    return torch.where(absmax > 0, absmax / qmax, torch.ones_like(absmax))
-
-
 def _scale_cases():
     g = seeded(61)
     outlier = torch.randn(6, 10, generator=g) * 0.02
@@ -35,12 +29,16 @@ def _scale_cases():
     ]
 
 
+@exercise(title="symmetric scales, one per output channel", cases=_scale_cases,
+          hint="one scale per row: w.abs().amax(dim=1, keepdim=True) / (2**(bits-1) - 1), shape "
+               "(out_features, 1); a row of zeros gets scale 1.0 (torch.where).")
+def per_channel_scales(w, bits):
+    qmax = 2 ** (bits - 1) - 1
+    absmax = w.abs().amax(dim=1, keepdim=True)
+    return torch.where(absmax > 0, absmax / qmax, torch.ones_like(absmax))
+
+
 # --------------------------------------------------------------------------- 06.per_group_dequantize
-def per_group_dequantize(codes, scales, group_size):
-    blocks = codes.reshape(-1, group_size).float()       # (n_blocks, block_len)
-    return (blocks * scales.reshape(-1, 1)).reshape(codes.shape)
-
-
 def _group_case(x, bits, group_size):
     q = quant.quantize(x, bits=bits, symmetric=True, granularity="per_group", group_size=group_size)
     return (q.data, q.scale, group_size)
@@ -58,22 +56,27 @@ def _group_cases():
     ]
 
 
+@exercise(title="per-group dequantization through the block view", cases=_group_cases,
+          hint="view the codes as (n_blocks, group_size) with reshape(-1, group_size), convert to "
+               "float, multiply by the scales as a column reshape(-1, 1), reshape back to codes.shape.")
+def per_group_dequantize(codes, scales, group_size):
+    blocks = codes.reshape(-1, group_size).float()       # (n_blocks, block_len)
+    return (blocks * scales.reshape(-1, 1)).reshape(codes.shape)
+
+
 # --------------------------------------------------------------------------- 06.bits_per_weight
-def bits_per_weight(bits, group_size, scale_bits):
-    return bits + scale_bits / group_size
-
-
 def _bits_cases():
     return [(4, 32, 16), (4, 128, 16), (8, 64, 32), (3, 64, 16), (2, 16, 16), (4, 1, 32)]
 
 
+@exercise(title="effective bits per weight", cases=_bits_cases,
+          hint="each weight has its own `bits`; each group of `group_size` weights shares one scale "
+               "of `scale_bits`: bits + scale_bits / group_size.")
+def bits_per_weight(bits, group_size, scale_bits):
+    return bits + scale_bits / group_size
+
+
 # --------------------------------------------------------------------------- 06.w8a32_linear
-def w8a32_linear(x, codes, scales, bias):
-    weight = codes.float() * scales                      # dequantize: (out, in) * (out, 1)
-    y = x @ weight.T
-    return y if bias is None else y + bias
-
-
 def _linear_case(g, batch_shape, out_f, in_f, with_bias=True):
     w = torch.randn(out_f, in_f, generator=g) * 0.05
     q = quant.quantize(w, bits=8, symmetric=True, granularity="per_channel", axis=0)
@@ -92,21 +95,11 @@ def _linear_cases():
     ]
 
 
-EXERCISES = [
-    Exercise("06.per_channel_scales", "per_channel_scales", per_channel_scales, _scale_cases,
-             title="symmetric scales, one per output channel",
-             hint="one scale per row: w.abs().amax(dim=1, keepdim=True) / (2**(bits-1) - 1), shape "
-                  "(out_features, 1); a row of zeros gets scale 1.0 (torch.where)."),
-    Exercise("06.per_group_dequantize", "per_group_dequantize", per_group_dequantize, _group_cases,
-             title="per-group dequantization through the block view",
-             hint="view the codes as (n_blocks, group_size) with reshape(-1, group_size), convert to "
-                  "float, multiply by the scales as a column reshape(-1, 1), reshape back to codes.shape."),
-    Exercise("06.bits_per_weight", "bits_per_weight", bits_per_weight, _bits_cases,
-             title="effective bits per weight",
-             hint="each weight has its own `bits`; each group of `group_size` weights shares one scale "
-                  "of `scale_bits`: bits + scale_bits / group_size."),
-    Exercise("06.w8a32_linear", "w8a32_linear", w8a32_linear, _linear_cases,
-             title="a linear layer with int8 weights and float32 activations",
-             hint="dequantize the weight, codes.float() * scales (shape (out, in)), then "
-                  "x @ weight.T, and add the bias unless it is None.", points=2),
-]
+@exercise(title="a linear layer with int8 weights and float32 activations", cases=_linear_cases,
+          points=2,
+          hint="dequantize the weight, codes.float() * scales (shape (out, in)), then "
+               "x @ weight.T, and add the bias unless it is None.")
+def w8a32_linear(x, codes, scales, bias):
+    weight = codes.float() * scales                      # dequantize: (out, in) * (out, 1)
+    y = x @ weight.T
+    return y if bias is None else y + bias

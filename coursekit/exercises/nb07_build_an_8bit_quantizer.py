@@ -10,15 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .spec import Exercise, seeded
+from .spec import exercise, seeded
 
 
 # --------------------------------------------------------------------------- 07.int8_scales
-def int8_scales(weight):
-    absmax = weight.abs().amax(dim=1)
-    return torch.where(absmax > 0, absmax / 127, torch.ones_like(absmax))
-
-
 def _scales_cases():
     g = seeded(70)
     lopsided = torch.randn(4, 16, generator=g) * 0.05
@@ -34,11 +29,15 @@ def _scales_cases():
     ]
 
 
+@exercise(title="per-channel symmetric int8 scales", cases=_scales_cases,
+          hint="one scale per row: the row's largest |value| divided by 127 "
+               "(weight.abs().amax(dim=1)); a row of zeros gets 1.0 (torch.where).")
+def int8_scales(weight):
+    absmax = weight.abs().amax(dim=1)
+    return torch.where(absmax > 0, absmax / 127, torch.ones_like(absmax))
+
+
 # --------------------------------------------------------------------------- 07.int8_codes
-def int8_codes(weight, scales):
-    return torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8)
-
-
 def _codes_cases():
     cases = []
     for seed, shape in ((71, (6, 16)), (72, (4, 4)), (73, (3, 1))):
@@ -51,14 +50,14 @@ def _codes_cases():
     return cases
 
 
+@exercise(title="int8 codes of a weight", cases=_codes_cases,
+          hint="divide each row by its own scale (scales[:, None] broadcasts over the columns), "
+               "torch.round, clamp to [-128, 127], then .to(torch.int8).")
+def int8_codes(weight, scales):
+    return torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8)
+
+
 # --------------------------------------------------------------------------- 07.w8a16_forward
-def w8a16_forward(x, int8_weight, scales, bias):
-    y = F.linear(x, int8_weight.to(x.dtype)) * scales
-    if bias is not None:
-        y = y + bias
-    return y
-
-
 def _forward_cases():
     cases = []
     for seed, batch, in_f, out_f, has_bias in ((75, (4,), 16, 8, True), (76, (2, 3), 8, 8, True),
@@ -72,32 +71,25 @@ def _forward_cases():
     return cases
 
 
+@exercise(title="the W8A16 forward pass", cases=_forward_cases, rtol=1e-4, atol=1e-4,
+          hint="F.linear(x, int8_weight.to(x.dtype)) gives x @ W_int8.T; multiply by scales "
+               "(one per output column), then add the bias when it is not None.")
+def w8a16_forward(x, int8_weight, scales, bias):
+    y = F.linear(x, int8_weight.to(x.dtype)) * scales
+    if bias is not None:
+        y = y + bias
+    return y
+
+
 # --------------------------------------------------------------------------- 07.bytes_saved
-def bytes_saved(in_features, out_features):
-    fp32 = 4 * in_features * out_features
-    w8a16 = in_features * out_features + 4 * out_features     # int8 weights + one fp32 scale per row
-    return fp32 - w8a16
-
-
 def _bytes_cases():
     return [(4096, 4096), (256, 688), (688, 256), (3, 5), (1, 1)]
 
 
-EXERCISES = [
-    Exercise("07.int8_scales", "int8_scales", int8_scales, _scales_cases,
-             title="per-channel symmetric int8 scales",
-             hint="one scale per row: the row's largest |value| divided by 127 "
-                  "(weight.abs().amax(dim=1)); a row of zeros gets 1.0 (torch.where)."),
-    Exercise("07.int8_codes", "int8_codes", int8_codes, _codes_cases,
-             title="int8 codes of a weight",
-             hint="divide each row by its own scale (scales[:, None] broadcasts over the columns), "
-                  "torch.round, clamp to [-128, 127], then .to(torch.int8)."),
-    Exercise("07.w8a16_forward", "w8a16_forward", w8a16_forward, _forward_cases,
-             title="the W8A16 forward pass", rtol=1e-4, atol=1e-4,
-             hint="F.linear(x, int8_weight.to(x.dtype)) gives x @ W_int8.T; multiply by scales "
-                  "(one per output column), then add the bias when it is not None."),
-    Exercise("07.bytes_saved", "bytes_saved", bytes_saved, _bytes_cases,
-             title="bytes saved by W8A16", rtol=0.0, atol=0.0,
-             hint="fp32: 4 bytes per weight. W8A16: 1 byte per weight plus a 4-byte fp32 scale per "
-                  "output channel. The bias is the same in both, so leave it out."),
-]
+@exercise(title="bytes saved by W8A16", cases=_bytes_cases, rtol=0.0, atol=0.0,
+          hint="fp32: 4 bytes per weight. W8A16: 1 byte per weight plus a 4-byte fp32 scale per "
+               "output channel. The bias is the same in both, so leave it out.")
+def bytes_saved(in_features, out_features):
+    fp32 = 4 * in_features * out_features
+    w8a16 = in_features * out_features + 4 * out_features     # int8 weights + one fp32 scale per row
+    return fp32 - w8a16

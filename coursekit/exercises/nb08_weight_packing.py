@@ -11,14 +11,10 @@ import torch
 
 from coursekit import packing
 
-from .spec import Exercise, seeded
+from .spec import exercise, seeded
 
 
 # --------------------------------------------------------------------------- 08.to_unsigned
-def to_unsigned(codes, bits):
-    return (codes.to(torch.int16) + 2 ** (bits - 1)).to(torch.uint8)
-
-
 def _unsigned_cases():
     g = seeded(80)
     return [
@@ -29,11 +25,14 @@ def _unsigned_cases():
     ]
 
 
+@exercise(title="signed codes to unsigned", cases=_unsigned_cases,
+          hint="add 2**(bits-1) and return .to(torch.uint8); do the sum in a wider type "
+               "(codes.to(torch.int16)) so that no intermediate value overflows int8.")
+def to_unsigned(codes, bits):
+    return (codes.to(torch.int16) + 2 ** (bits - 1)).to(torch.uint8)
+
+
 # --------------------------------------------------------------------------- 08.pack_2bit
-def pack_2bit(codes):
-    return packing.pack(codes, 2)
-
-
 def _pack_cases():
     g = seeded(81)
     return [
@@ -45,11 +44,14 @@ def _pack_cases():
     ]
 
 
+@exercise(title="pack 2-bit codes four to a byte", cases=_pack_cases,
+          hint="flatten, pad with zeros to a multiple of 4, reshape to (-1, 4), shift column j "
+               "left by 2*j bits and add (or OR) the four columns; return a 1-D uint8 tensor.")
+def pack_2bit(codes):
+    return packing.pack(codes, 2)
+
+
 # --------------------------------------------------------------------------- 08.unpack_2bit
-def unpack_2bit(packed, n):
-    return packing.unpack(packed, 2, n)
-
-
 def _unpack_cases():
     g = seeded(82)
     full = torch.randint(0, 4, (12,), generator=g, dtype=torch.uint8)
@@ -63,30 +65,20 @@ def _unpack_cases():
     ]
 
 
+@exercise(title="unpack 2-bit codes", cases=_unpack_cases,
+          hint="for each byte take (byte >> 2*j) & 0b11 for j = 0..3, keep them in that order, "
+               "flatten and keep only the first n codes (the rest is padding).")
+def unpack_2bit(packed, n):
+    return packing.unpack(packed, 2, n)
+
+
 # --------------------------------------------------------------------------- 08.bits_per_weight
-def bits_per_weight(bits, group_size):
-    return bits + (32 + 8) / group_size
-
-
 def _bpw_cases():
     return [(4, 64), (4, 16), (2, 128), (4, 128), (8, 1)]
 
 
-EXERCISES = [
-    Exercise("08.to_unsigned", "to_unsigned", to_unsigned, _unsigned_cases,
-             title="signed codes to unsigned",
-             hint="add 2**(bits-1) and return .to(torch.uint8); do the sum in a wider type "
-                  "(codes.to(torch.int16)) so that no intermediate value overflows int8."),
-    Exercise("08.pack_2bit", "pack_2bit", pack_2bit, _pack_cases,
-             title="pack 2-bit codes four to a byte",
-             hint="flatten, pad with zeros to a multiple of 4, reshape to (-1, 4), shift column j "
-                  "left by 2*j bits and add (or OR) the four columns; return a 1-D uint8 tensor."),
-    Exercise("08.unpack_2bit", "unpack_2bit", unpack_2bit, _unpack_cases,
-             title="unpack 2-bit codes",
-             hint="for each byte take (byte >> 2*j) & 0b11 for j = 0..3, keep them in that order, "
-                  "flatten and keep only the first n codes (the rest is padding)."),
-    Exercise("08.bits_per_weight", "bits_per_weight", bits_per_weight, _bpw_cases,
-             title="the real cost of a packed weight",
-             hint="each group of group_size weights also stores one fp32 scale (32 bits) and one "
-                  "int8 zero point (8 bits); spread them over the group."),
-]
+@exercise(title="the real cost of a packed weight", cases=_bpw_cases,
+          hint="each group of group_size weights also stores one fp32 scale (32 bits) and one "
+               "int8 zero point (8 bits); spread them over the group.")
+def bits_per_weight(bits, group_size):
+    return bits + (32 + 8) / group_size

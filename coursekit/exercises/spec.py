@@ -1,9 +1,18 @@
-"""What an exercise is, and how an answer is compared with the reference.
+"""What an exercise is, and how a spec file declares one: a decorator on its reference solution.
 
 An exercise asks the learner to write a function. Its spec holds the reference solution, hidden
 cases (argument tuples, built by a seeded function so they are the same everywhere), a tolerance,
 points and a hint. The learner-facing `check`, the release tool and the grader all read these specs;
 none of them trusts what a learner's kernel says about itself.
+
+A spec file (`nbNN_topic.py`) is a list of reference functions, each declared once:
+
+    @exercise(title="does it fit on the GPU?", cases=_fits_cases, hint="...")
+    def fits_on_gpu(n_params, bits, gpu_gb):
+        ...
+
+The id ("04.fits_on_gpu") and the name of the function the learner completes ("fits_on_gpu")
+come from where and how the reference is written, so they cannot disagree with it.
 
 A "value" exercise is a function with no arguments: its one hidden case is the empty tuple.
 `check` also accepts the plain value for those.
@@ -11,11 +20,19 @@ A "value" exercise is a function with no arguments: its one hidden case is the e
 
 from __future__ import annotations
 
-import math
+import inspect
+import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import ModuleType
+from typing import Callable
 
 import torch
+
+from ..checks import fail
+
+__all__ = ["Exercise", "exercise", "exercises_in", "seeded"]
+
+_SPEC_MODULE = re.compile(r"nb([0-9]{2})_\w+")
 
 
 @dataclass(frozen=True)
@@ -51,98 +68,39 @@ class Exercise:
         return all(len(c) == 0 for c in self.cases())
 
 
-# --------------------------------------------------------------------------- comparing results
+def exercise(**metadata) -> Callable[[Callable], Callable]:
+    """Declare the decorated function as the reference solution of an exercise.
+
+    `metadata` are the other fields of `Exercise` (cases, title, hint, points, atol, rtol,
+    check_dtype). The id is "NN.<function name>", NN from the spec module `nbNN_topic`. The
+    function itself is returned unchanged (other specs and hidden cases may call it), carrying
+    its `Exercise` as `.exercise`.
+    """
+    def declare(reference: Callable) -> Callable:
+        module = reference.__module__.rsplit(".", 1)[-1]
+        found = _SPEC_MODULE.fullmatch(module)
+        if found is None:
+            fail(f"@exercise on {reference.__name__}", "a spec module named nbNN_topic", repr(module))
+        ex_id = f"{found.group(1)}.{reference.__name__}"
+        reference.exercise = Exercise(ex_id, reference.__name__, reference, **metadata)
+        return reference
+    return declare
+
+
+def exercises_in(module: ModuleType) -> list[Exercise]:
+    """The exercises a spec module declares, in the order it declares them.
+
+    Those listed in `EXERCISES` (how a spec without the decorator declares them, e.g. one passed
+    to `coursekit grade --spec-module`) come first, then the module's decorated references.
+    """
+    listed = list(getattr(module, "EXERCISES", []))
+    declared = [f.exercise for f in vars(module).values()
+                if inspect.isfunction(f) and f.__module__ == module.__name__
+                and isinstance(getattr(f, "exercise", None), Exercise) and f.exercise.reference is f]
+    return listed + list(dict.fromkeys(declared))  # a reference bound to two names counts once
+
+
 def seeded(seed: int) -> torch.Generator:
     """A generator of its own for a spec's hidden cases: the same cases every call, whatever the
     learner's notebook did to the global random state."""
     return torch.Generator().manual_seed(seed)
-
-
-def describe(value: Any) -> str:
-    """A short, learner-readable picture of a value: type, shape, dtype and a few numbers."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() <= 8:
-            shown = value.detach().cpu().tolist()
-            shown = _round_nested(shown)
-        else:
-            flat = value.detach().reshape(-1)[:4].cpu().tolist()
-            shown = f"[{', '.join(_fmt(v) for v in flat)}, ...]"
-        return f"tensor {shown} (shape {tuple(value.shape)}, dtype {value.dtype})"
-    if isinstance(value, (tuple, list)):
-        inner = ", ".join(describe(v) for v in value)
-        return f"{type(value).__name__} of {len(value)}: ({inner})"
-    if isinstance(value, float):
-        return f"{_fmt(value)} (float)"
-    text = repr(value)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return f"{text} ({type(value).__name__})"
-
-
-def _fmt(v) -> str:
-    return f"{v:.6g}" if isinstance(v, float) else repr(v)
-
-
-def _round_nested(v):
-    if isinstance(v, list):
-        return [_round_nested(x) for x in v]
-    return float(f"{v:.6g}") if isinstance(v, float) else v
-
-
-def compare(got: Any, expected: Any, ex: Exercise) -> str | None:
-    """None when `got` matches `expected`; otherwise a sentence saying what differs."""
-    if isinstance(expected, torch.Tensor):
-        if not isinstance(got, torch.Tensor):
-            return f"expected a torch.Tensor, got {type(got).__name__}"
-        if tuple(got.shape) != tuple(expected.shape):
-            return f"the shape is {tuple(got.shape)}, expected {tuple(expected.shape)}"
-        if ex.check_dtype and got.dtype != expected.dtype:
-            return f"the dtype is {got.dtype}, expected {expected.dtype}"
-        g, e = got.detach().cpu(), expected.detach().cpu()
-        if e.is_floating_point() or g.is_floating_point():
-            g64, e64 = g.double(), e.double()
-            if bool(torch.isnan(g64).any()) and not bool(torch.isnan(e64).any()):
-                return "the result contains NaN"
-            close = torch.isclose(g64, e64, rtol=ex.rtol, atol=ex.atol, equal_nan=True)
-        else:
-            close = g == e
-        if not bool(close.all()):
-            bad = int((~close).sum())
-            idx = tuple(int(i) for i in (~close).nonzero()[0]) if close.dim() else ()
-            where = f" at index {list(idx)}" if idx else ""
-            return (f"{bad} of {close.numel()} values differ; first{where}: "
-                    f"got {_fmt(g[idx].item())}, expected {_fmt(e[idx].item())}")
-        return None
-    if isinstance(expected, (tuple, list)):
-        if not isinstance(got, (tuple, list)):
-            return f"expected a {type(expected).__name__} of {len(expected)} items, got {type(got).__name__}"
-        if len(got) != len(expected):
-            return f"expected {len(expected)} items, got {len(got)}"
-        for i, (g, e) in enumerate(zip(got, expected)):
-            problem = compare(g, e, ex)
-            if problem:
-                return f"item {i}: {problem}"
-        return None
-    if isinstance(expected, bool) or isinstance(expected, str) or expected is None:
-        return None if (type(got) is type(expected) and got == expected) else \
-            f"got {describe(got)}, expected {describe(expected)}"
-    if isinstance(expected, (int, float)):
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            return f"expected a number, got {describe(got)}"
-        if isinstance(expected, int):   # whole numbers compare exactly, at any size
-            if isinstance(got, float) and not got.is_integer():
-                return f"got {_fmt(got)}, expected the whole number {expected}"
-            return None if got == expected else f"got {_fmt(got)}, expected {expected}"
-        if math.isnan(got) and not math.isnan(expected):
-            return "the result is NaN"
-        if not math.isclose(got, expected, rel_tol=ex.rtol, abs_tol=ex.atol):
-            return f"got {_fmt(got)}, expected {_fmt(expected)}"
-        return None
-    return None if got == expected else f"got {describe(got)}, expected {describe(expected)}"
-
-
-def clone_args(args: tuple) -> tuple:
-    """Fresh copies of the arguments, so neither side can change what the other sees."""
-    return tuple(a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args)

@@ -3,12 +3,29 @@
     from coursekit.grading import grade_batch, GradeOptions
     grade_batch(["submissions/"], "grades", GradeOptions(timeout=300, memory_mb=4096, jobs=2))
 
-See `grader` for how a submission is run and scored, `transport` for the safe (pickle-free)
-format that carries cases in and results out, and `report` for what is written.
+How one submission is graded, and where each step lives:
+
+1. `batch`: which exercises. The notebook number NN comes from the file name
+   (`03_quantization_theory.ipynb`, `alice_03_quantization_theory.ipynb`), or `notebook=` for
+   the whole batch; the exercises are the spec's (`coursekit/exercises/nbNN_*.py`).
+2. `preparation`: the grader builds each exercise's hidden cases and reference results in ITS
+   process, once per batch.
+3. `sandbox` + `_runner`: a child process with resource limits starts a fresh kernel in a fresh
+   temporary folder (also HOME and TMPDIR), runs the submission's code cells (errors allowed),
+   then one harness cell per exercise (`protocol`, `harness`): it loads the cases (`transport`:
+   safetensors + JSON), calls the learner's function by name, and writes the outcomes in the
+   same format, under a random nonce.
+4. `scoring`: the grader reads those files strictly and has `coursekit.exercises.verdict.judge`,
+   the function `check()` uses, turn the outcomes into points, status and message. Nothing the
+   kernel prints, and nothing `check` says there, counts.
+5. `results`, `store`, `report`: the records, saved as each submission finishes (a batch that
+   was interrupted resumes), then grades.csv, grades.json and a feedback page per submission.
 """
 
-from .grader import (ExerciseResult, GradeOptions, SubmissionResult, UsageError, grade_batch,
-                     load_registry, notebook_number)
+from .batch import UsageError, find_submissions, grade_batch, notebook_number, prepare_out
+from .options import GradeOptions
+from .preparation import load_registry
+from .results import ExerciseResult, RunStatus, SubmissionResult
 
-__all__ = ["grade_batch", "GradeOptions", "SubmissionResult", "ExerciseResult", "UsageError",
-           "load_registry", "notebook_number"]
+__all__ = ["grade_batch", "GradeOptions", "SubmissionResult", "ExerciseResult", "RunStatus", "UsageError",
+           "load_registry", "notebook_number", "find_submissions", "prepare_out"]

@@ -4,15 +4,16 @@ The grader starts this file with `python _runner.py`, gives it a job as JSON on 
 the report it writes to `job["report"]`. It imports nothing from coursekit, and it runs nothing
 of the learner's itself: the learner's code runs only in the kernel it starts.
 
-1. It sets its own resource limits first (address space, CPU time, file size, no core files);
-   the kernel it launches inherits them.
-2. It executes the submission's code cells in order, errors allowed, within one wall-time budget
-   for the whole notebook. A watcher kills the kernel when its resident memory (kernel and its
-   children) passes the limit. When the kernel dies, the cell that killed it is skipped and a
-   fresh kernel re-runs the other cells (at most `max_attempts` kernels).
-3. Then it runs the grader's harness cells, one per exercise, each with its own time limit.
-   The harness writes the learner's results to files the grader reads; this script never looks
-   at them.
+1. `set_limits`: its own resource limits first (address space, CPU time, file size, no core
+   files); the kernel it launches inherits them.
+2. `Run.learner_cells`: the submission's code cells in order, errors allowed, within one
+   wall-time budget for the whole notebook. A `Watchdog` kills the kernel when its resident
+   memory (kernel and its children) passes the limit. When the kernel dies, the cell that killed
+   it is skipped and a fresh kernel re-runs the other cells (at most `max_attempts` kernels).
+3. `Run.harness_cells`: the grader's harness cells, one per exercise, each with its own time
+   limit. The harness writes the learner's results to files the grader reads; this script never
+   looks at them. The report says, per exercise, {"state": "done" | "timeout" | "error" (with a
+   "detail") | "memory" | "died" | "not_run"}.
 """
 
 import json
@@ -24,7 +25,13 @@ import sys
 import threading
 import time
 
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+from traitlets.config import Config
 
+
+# --------------------------------------------------------------------------- limits and processes
 def set_limits(limits):
     for name, value in (("RLIMIT_AS", limits.get("as_bytes")), ("RLIMIT_CPU", limits.get("cpu_s")),
                         ("RLIMIT_FSIZE", limits.get("fsize_bytes")), ("RLIMIT_CORE", 0)):
@@ -81,188 +88,244 @@ def kill_group(pid):
             pass
 
 
-def main():
-    t0 = time.monotonic()
-    job = json.loads(sys.stdin.read())
-    set_limits(job.get("limits", {}))
+class Watchdog(threading.Thread):
+    """Every 0.2 s: kill the kernel past the memory limit; if the grader is gone, take it down too."""
 
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import DeadKernelError
-    from traitlets.config import Config
+    def __init__(self, rss_limit, report):
+        super().__init__(daemon=True)
+        self.rss_limit, self.report = rss_limit, report
+        self.pid = None          # the kernel being watched, if any
+        self.stopped = False
+        self.grader = os.getppid()
 
-    report = {"timed_out": False, "memory_killed": False, "kernel_deaths": 0, "cell_errors": [],
-              "skipped_cells": [], "cells_run": 0, "output_truncated": False, "harness": {},
-              "runner_error": None, "timings": []}
-    state = {"pid": None, "stop": False}
-    rss_limit = job.get("rss_limit_bytes")
-    output_limit = int(job.get("output_limit_bytes", 2_000_000))
-
-    grader = os.getppid()
-
-    def watch():
-        while not state["stop"]:
-            pid = state["pid"]
-            if os.getppid() != grader:  # the grader is gone (killed): take the kernel down with us
+    def run(self):
+        while not self.stopped:
+            pid = self.pid
+            if os.getppid() != self.grader:  # the grader was killed: leave no kernel behind
                 if pid:
                     kill_group(pid)
                 os._exit(3)
-            if pid and rss_limit and tree_rss(pid) > rss_limit:
-                report["memory_killed"] = True
+            if pid and self.rss_limit and tree_rss(pid) > self.rss_limit:
+                self.report["memory_killed"] = True
                 kill_group(pid)
             time.sleep(0.2)
 
-    threading.Thread(target=watch, daemon=True).start()
 
-    class Client(NotebookClient):
-        """nbclient with a cap on stored output and a flag raised on every timeout."""
-        output_total = 0
-        timed_out = False
+# --------------------------------------------------------------------------- the kernel client
+class OutputCap:
+    """How much output the run may still store, across every kernel it starts."""
 
-        def output(self, outs, msg, display_id, cell_index):
-            out = super().output(outs, msg, display_id, cell_index)
-            if out is None:
-                return None
-            if out.get("output_type") == "error":
-                out["traceback"] = []
-                out["evalue"] = str(out.get("evalue", ""))[:2000]
-                return out
-            Client.output_total += len(json.dumps(out))
-            if Client.output_total > output_limit:
-                if outs and outs[-1] is out:
-                    outs.pop()
-                report["output_truncated"] = True
-                return None
+    def __init__(self, limit_bytes):
+        self.limit, self.total, self.truncated = limit_bytes, 0, False
+
+
+class CappedClient(NotebookClient):
+    """nbclient with a cap on stored output and a flag raised on every timeout."""
+
+    def __init__(self, nb, cap, **kw):
+        super().__init__(nb, **kw)
+        self.cap = cap
+        self.timed_out = False
+
+    def output(self, outs, msg, display_id, cell_index):
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None:
+            return None
+        if out.get("output_type") == "error":
+            out["traceback"] = []
+            out["evalue"] = str(out.get("evalue", ""))[:2000]
             return out
+        self.cap.total += len(json.dumps(out))
+        if self.cap.total > self.cap.limit:
+            if outs and outs[-1] is out:
+                outs.pop()
+            self.cap.truncated = True
+            return None
+        return out
 
-        async def _async_handle_timeout(self, timeout, cell=None):
-            Client.timed_out = True
-            return await super()._async_handle_timeout(timeout, cell)
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self.timed_out = True
+        return await super()._async_handle_timeout(timeout, cell)
 
-    cells = [nbformat.v4.new_code_cell(src) for src in job["cells"]]
-    nb = nbformat.v4.new_notebook(cells=cells)
-    n_learner = len(cells)
-    harness = job.get("harness", [])
-    deadline = time.monotonic() + float(job["timeout"])
-    fatal = set()
-    took = {}  # seconds each learner cell took the first time it ran
-    done = set()
-    env = job.get("env") or dict(os.environ)
-    max_attempts = int(job.get("max_attempts", 3))
 
-    def run_cell(client, cell, index, timeout):
-        if index is None:  # a cell of the grader's: nbclient wants every cell inside the notebook
-            nb.cells.append(cell)
-            index = len(nb.cells) - 1
-        Client.timed_out = False
-        client.timeout = max(1, int(timeout + 0.999))
-        client.execute_cell(cell, index, store_history=False)
-        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        cell.outputs = []  # not needed any more; keeps the runner's memory flat
-        return Client.timed_out, errors
+# --------------------------------------------------------------------------- one run
+class Run:
+    """The job, its report, and what earlier kernels learned (cells that killed them, timings)."""
 
-    def responsive(client):
-        probe = nbformat.v4.new_code_cell("pass")
-        timed_out, _ = run_cell(client, probe, None, 5)
-        return not timed_out
+    def __init__(self, job):
+        self.job = job
+        self.t0 = time.monotonic()
+        self.report = {"timed_out": False, "memory_killed": False, "kernel_deaths": 0, "cell_errors": [],
+                       "skipped_cells": [], "cells_run": 0, "output_truncated": False, "harness": {},
+                       "runner_error": None, "timings": []}
+        self.nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in job["cells"]])
+        self.n_learner = len(self.nb.cells)
+        self.harness = job.get("harness", [])
+        self.deadline = self.t0 + float(job["timeout"])
+        self.cap = OutputCap(int(job.get("output_limit_bytes", 2_000_000)))
+        self.watchdog = Watchdog(job.get("rss_limit_bytes"), self.report)
+        self.fatal = set()     # learner cells not to run again: they timed out or killed a kernel
+        self.took = {}         # seconds each learner cell took the first time it ran
+        self.done = set()      # exercises whose harness cell has run (or killed a kernel)
+        self.where = None      # ("cell", index) or ("harness", exercise id): what is running
 
-    for attempt in range(max_attempts):
-        config = Config()
-        config.KernelManager.transport = "ipc"  # unix sockets in the sandbox: no TCP ports to race for
-        config.KernelManager.ip = os.path.join(job["sandbox"], f"kernel-{attempt}")
-        client = Client(nb, config=config, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
-                        error_on_timeout={"ename": "Timeout", "evalue": "the cell ran out of time",
-                                          "traceback": []},
-                        startup_timeout=int(job.get("startup_timeout", 60)), iopub_timeout=2,
-                        record_timing=False, shutdown_kernel="immediate", resources={"metadata": {"path": job["sandbox"]}})
-        where = None
+    def mark(self, what):
+        self.report["timings"].append((what, round(time.monotonic() - self.t0, 2)))
+
+    def attempt(self, number):
+        """One kernel: the learner's cells, then the harness. True when the run is over."""
+        client = self.client(number)
+        self.where = None
         try:
-            with client.setup_kernel(cwd=job["sandbox"], env=env,
+            with client.setup_kernel(cwd=self.job["sandbox"], env=self.job.get("env") or dict(os.environ),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-                report["timings"].append(("kernel up", round(time.monotonic() - t0, 2)))
-                proc = getattr(getattr(client.km, "provisioner", None), "process", None)
-                state["pid"] = getattr(proc, "pid", None)
-                if state["pid"] and job.get("kernel_pid_file"):
-                    with open(job["kernel_pid_file"], "a") as f:
-                        f.write(f"{state['pid']}\n")
-                # 1. the learner's cells, within the notebook's time budget
-                del nb.cells[n_learner:]
-                for i, cell in enumerate(nb.cells[:n_learner]):
-                    if i in fatal:
-                        continue
-                    if i in took:  # ran before the last kernel died: run again, on its own budget
-                        budget = 2 * took[i] + 5
-                    elif report["timed_out"]:
-                        continue
-                    else:
-                        budget = deadline - time.monotonic()
-                        if budget <= 0:
-                            report["timed_out"] = True
-                            continue
-                    where = ("cell", i)
-                    started = time.monotonic()
-                    timed_out, errors = run_cell(client, cell, i, budget)
-                    if i not in took:
-                        took[i] = time.monotonic() - started
-                        report["cells_run"] += 1
-                        for e in errors:
-                            report["cell_errors"].append({"cell": i, "ename": str(e.get("ename", ""))[:200],
-                                                          "evalue": str(e.get("evalue", ""))[:500]})
-                    if timed_out:
-                        report["timed_out"] = True
-                        fatal.add(i)
-                        if not responsive(client):
-                            raise DeadKernelError("the kernel does not answer after a timeout")
-                report["timings"].append(("cells done", round(time.monotonic() - t0, 2)))
-                # 2. the grader's harness, one exercise at a time
-                for k, h in enumerate(harness):
-                    if h["id"] in done:
-                        continue
-                    where = ("harness", h["id"])
-                    cell = nbformat.v4.new_code_cell(h["code"])
-                    timed_out, errors = run_cell(client, cell, None, float(h["timeout"]))
-                    done.add(h["id"])
-                    if timed_out:
-                        report["harness"][h["id"]] = "timeout"
-                        if not responsive(client):
-                            raise DeadKernelError("the kernel does not answer after a timeout")
-                    elif errors:
-                        e = errors[0]
-                        report["harness"][h["id"]] = f"error: {e.get('ename')}: {str(e.get('evalue'))[:300]}"
-                    else:
-                        report["harness"][h["id"]] = "done"
-            report["timings"].append(("harness done", round(time.monotonic() - t0, 2)))
-            report["runner_error"] = None
-            break
+                self.mark("kernel up")
+                self.watch(client)
+                self.learner_cells(client)
+                self.mark("cells done")
+                self.harness_cells(client)
+            self.mark("harness done")
+            self.report["runner_error"] = None
+            return True
         except DeadKernelError:
-            report["kernel_deaths"] += 1
-            if where and where[0] == "cell":
-                fatal.add(where[1])
-                report["skipped_cells"].append(where[1])
-            elif where:
-                done.add(where[1])
-                report["harness"].setdefault(where[1], "memory" if report["memory_killed"] else "died")
+            self.kernel_died()
+            return False
         except Exception as exc:  # the kernel could not start, or nbclient failed: report, don't hide
-            report["runner_error"] = f"{type(exc).__name__}: {exc}"[:1000]
-            if where is not None:
-                break
+            self.report["runner_error"] = f"{type(exc).__name__}: {exc}"[:1000]
+            if self.where is not None:
+                return True
             time.sleep(1)  # a kernel that failed to start (a busy machine): try a fresh one
+            return False
         finally:
-            if state["pid"]:
-                kill_group(state["pid"])
-            state["pid"] = None
+            if self.watchdog.pid:
+                kill_group(self.watchdog.pid)
+            self.watchdog.pid = None
             try:
                 client._cleanup_kernel()
             except Exception:
                 pass
-    state["stop"] = True
-    report["timings"].append(("end", round(time.monotonic() - t0, 2)))
-    for h in harness:
-        report["harness"].setdefault(h["id"], "not_run")
-    tmp = job["report"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f)
-    os.replace(tmp, job["report"])
+
+    def client(self, number):
+        config = Config()
+        config.KernelManager.transport = "ipc"  # unix sockets in the sandbox: no TCP ports to race for
+        config.KernelManager.ip = os.path.join(self.job["sandbox"], f"kernel-{number}")
+        return CappedClient(self.nb, self.cap, config=config, kernel_name="python3", allow_errors=True,
+                            interrupt_on_timeout=True,
+                            error_on_timeout={"ename": "Timeout", "evalue": "the cell ran out of time",
+                                              "traceback": []},
+                            startup_timeout=int(self.job.get("startup_timeout", 60)), iopub_timeout=2,
+                            record_timing=False, shutdown_kernel="immediate",
+                            resources={"metadata": {"path": self.job["sandbox"]}})
+
+    def watch(self, client):
+        """Hand the new kernel's pid to the watchdog, and to the grader (which kills it at the end)."""
+        proc = getattr(getattr(client.km, "provisioner", None), "process", None)
+        self.watchdog.pid = getattr(proc, "pid", None)
+        if self.watchdog.pid and self.job.get("kernel_pid_file"):
+            with open(self.job["kernel_pid_file"], "a") as f:
+                f.write(f"{self.watchdog.pid}\n")
+
+    def run_cell(self, client, cell, index, timeout):
+        """Execute one cell; (whether it timed out, its error outputs)."""
+        if index is None:  # a cell of the grader's: nbclient wants every cell inside the notebook
+            self.nb.cells.append(cell)
+            index = len(self.nb.cells) - 1
+        client.timed_out = False
+        client.timeout = max(1, int(timeout + 0.999))
+        client.execute_cell(cell, index, store_history=False)
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        cell.outputs = []  # not needed any more; keeps the runner's memory flat
+        return client.timed_out, errors
+
+    def still_answers(self, client):
+        """After a timeout: does the kernel run a trivial cell? If not, it must be replaced."""
+        timed_out, _ = self.run_cell(client, nbformat.v4.new_code_cell("pass"), None, 5)
+        if timed_out:
+            raise DeadKernelError("the kernel does not answer after a timeout")
+
+    def learner_cells(self, client):
+        del self.nb.cells[self.n_learner:]
+        for i, cell in enumerate(self.nb.cells[:self.n_learner]):
+            budget = self.budget(i)
+            if budget is None:
+                continue
+            self.where = ("cell", i)
+            started = time.monotonic()
+            timed_out, errors = self.run_cell(client, cell, i, budget)
+            if i not in self.took:
+                self.took[i] = time.monotonic() - started
+                self.report["cells_run"] += 1
+                self.report["cell_errors"] += [{"cell": i, "ename": str(e.get("ename", ""))[:200],
+                                                "evalue": str(e.get("evalue", ""))[:500]} for e in errors]
+            if timed_out:
+                self.report["timed_out"] = True
+                self.fatal.add(i)
+                self.still_answers(client)
+
+    def budget(self, i):
+        """Seconds learner cell `i` may take now, or None to skip it."""
+        if i in self.fatal:
+            return None
+        if i in self.took:  # ran before the last kernel died: run again, on its own budget
+            return 2 * self.took[i] + 5
+        if self.report["timed_out"]:
+            return None
+        budget = self.deadline - time.monotonic()
+        if budget <= 0:
+            self.report["timed_out"] = True
+            return None
+        return budget
+
+    def harness_cells(self, client):
+        for h in self.harness:
+            if h["id"] in self.done:
+                continue
+            self.where = ("harness", h["id"])
+            timed_out, errors = self.run_cell(client, nbformat.v4.new_code_cell(h["code"]), None,
+                                              float(h["timeout"]))
+            self.done.add(h["id"])
+            if timed_out:
+                self.report["harness"][h["id"]] = {"state": "timeout"}
+                self.still_answers(client)
+            elif errors:
+                e = errors[0]
+                detail = f"{e.get('ename')}: {str(e.get('evalue'))[:300]}"
+                self.report["harness"][h["id"]] = {"state": "error", "detail": detail}
+            else:
+                self.report["harness"][h["id"]] = {"state": "done"}
+
+    def kernel_died(self):
+        """Remember what killed the kernel, so that the next one skips it."""
+        self.report["kernel_deaths"] += 1
+        if self.where and self.where[0] == "cell":
+            self.fatal.add(self.where[1])
+            self.report["skipped_cells"].append(self.where[1])
+        elif self.where:
+            self.done.add(self.where[1])
+            state = "memory" if self.report["memory_killed"] else "died"
+            self.report["harness"].setdefault(self.where[1], {"state": state})
+
+    def finish(self):
+        self.watchdog.stopped = True
+        self.mark("end")
+        self.report["output_truncated"] = self.cap.truncated
+        for h in self.harness:
+            self.report["harness"].setdefault(h["id"], {"state": "not_run"})
+        tmp = self.job["report"] + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.report, f)
+        os.replace(tmp, self.job["report"])
+
+
+def main():
+    job = json.loads(sys.stdin.read())
+    set_limits(job.get("limits", {}))
+    run = Run(job)
+    run.watchdog.start()
+    for number in range(int(job.get("max_attempts", 3))):
+        if run.attempt(number):
+            break
+    run.finish()
 
 
 if __name__ == "__main__":

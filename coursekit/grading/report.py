@@ -9,18 +9,21 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from ..exercises.verdict import Status
+from .results import RunStatus
+
 _ADVICE = {
-    "timeout": "Your notebook took longer than allowed. Look for a loop that never ends, or work that "
-               "is far bigger than the exercise needs.",
-    "memory": "Your notebook used more memory than allowed. Look for a very large tensor or a list "
-              "that keeps growing.",
-    "error": "Some cells raised errors. Exercises were still graded where the functions were defined; "
-             "run your notebook top to bottom (Restart & Run All) to see the errors.",
-    "invalid": "The file could not be graded. Submit the .ipynb notebook itself, named like the course "
-               "notebook (NN_topic.ipynb).",
+    RunStatus.TIMEOUT: "Your notebook took longer than allowed. Look for a loop that never ends, or work "
+                       "that is far bigger than the exercise needs.",
+    RunStatus.MEMORY: "Your notebook used more memory than allowed. Look for a very large tensor or a list "
+                      "that keeps growing.",
+    RunStatus.ERROR: "Some cells raised errors. Exercises were still graded where the functions were "
+                     "defined; run your notebook top to bottom (Restart & Run All) to see the errors.",
+    RunStatus.INVALID: "The file could not be graded. Submit the .ipynb notebook itself, named like the "
+                       "course notebook (NN_topic.ipynb).",
 }
-_MARK = {"passed": "✅", "failed": "❌", "error": "❌", "not_done": "⏳", "missing": "❓", "timeout": "⏱️",
-         "not_run": "⏭️", "invalid": "⚠️"}
+_MARK = {Status.PASSED: "✅", Status.FAILED: "❌", Status.ERROR: "❌", Status.NOT_DONE: "⏳",
+         Status.MISSING: "❓", Status.TIMEOUT: "⏱️", Status.NOT_RUN: "⏭️", Status.INVALID: "⚠️"}
 
 
 def _num(x: float) -> str:
@@ -60,8 +63,8 @@ def feedback(r) -> str:
                  f"({r.status_message})")
     if r.status in _ADVICE:
         lines += ["", _ADVICE[r.status]]
-    passed = [e for e in r.exercises.values() if e.status == "passed"]
-    other = [e for e in r.exercises.values() if e.status != "passed"]
+    passed = [e for e in r.exercises.values() if e.status == Status.PASSED]
+    other = [e for e in r.exercises.values() if e.status != Status.PASSED]
     if passed:
         lines += ["", "## Passed", ""]
         lines += [f"- ✅ {e.message} ({_num(e.points)} / {_num(e.max_points)})" for e in passed]
@@ -74,7 +77,7 @@ def feedback(r) -> str:
             lines.append(first)
             if rest:
                 lines += ["", "```", *[x.strip() for x in rest], "```"]
-            if e.cases and e.status in ("failed", "error"):
+            if e.cases and e.status in (Status.FAILED, Status.ERROR):
                 lines += ["", f"{e.cases_passed} of {e.cases} hidden cases passed."]
             if e.hint:
                 lines += ["", f"Hint: {e.hint}"]

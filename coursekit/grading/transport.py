@@ -10,9 +10,9 @@ No pickle anywhere. A value is written as two files sharing a stem:
   Floats travel as `float.hex` (exact, and NaN/inf without non-standard JSON).
 
 This module is also executed, from its source text, inside the learner's kernel (the grader
-sends it there), so it imports nothing from coursekit and imports torch only when a tensor is
-involved. The grader reads with `decode(..., strict=True)`: any node, key or tensor it does not
-expect makes the whole file invalid, which the grader scores as a failure.
+sends it there with the harness), so it imports nothing from coursekit and imports torch only
+when a tensor is involved. The grader reads with `decode(..., strict=True)`: any node, key or
+tensor it does not expect makes the whole file invalid, which the grader scores as a failure.
 """
 
 import json
@@ -32,7 +32,7 @@ class TransportError(ValueError):
     """A file that does not follow the format exactly."""
 
 
-def _type_name(value):
+def name_of_type(value):
     cls = type(value)
     module = getattr(cls, "__module__", "") or ""
     name = getattr(cls, "__qualname__", getattr(cls, "__name__", "object"))
@@ -77,25 +77,13 @@ def encode(value, tensors=None, depth=0):
             node, tensors = encode(item, tensors, depth + 1)
             items.append(node)
         return {"t": kind, "v": items}, tensors
-    return {"t": "other", "type": _type_name(value)[:200]}, tensors
+    return {"t": "other", "type": name_of_type(value)[:200]}, tensors
 
 
 def _is_size(value):
     import sys
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.Size)
-
-
-def dump(value, stem, header=None):
-    """Write `value` to STEM.json (+ STEM.safetensors when it holds tensors)."""
-    tree, tensors = encode(value)
-    doc = dict(header or {})
-    doc.update({"format": FORMAT, "value": tree, "tensors": sorted(tensors)})
-    if tensors:
-        from safetensors.torch import save_file
-        save_file(tensors, stem + ".safetensors")
-    with open(stem + ".json", "w", encoding="utf-8") as f:
-        json.dump(doc, f, allow_nan=False)
 
 
 def _reject_constant(name):
@@ -211,61 +199,3 @@ def opaque_class(type_name):
 
 def make_opaque(type_name):
     return opaque_class(type_name)(type_name)
-
-
-# --------------------------------------------------------------------------- in the learner's kernel
-def _where(exc, harness_file):
-    """The learner's line that raised: the last frame that is not the grader's."""
-    import traceback
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != harness_file]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f"line {f.lineno}" + (f" -> {f.line.strip()[:200]}" if f.line else "")
-
-
-def run_exercise(user_ns, name, is_value, cases_stem, out_stem, nonce, exercise, harness_file):
-    """Call the learner's function `name` on every hidden case; write what it returned.
-
-    Runs in the learner's kernel (the grader sends this module's source). Exceptions of the
-    learner's code are recorded per case; a KeyboardInterrupt (the grader's timeout) is not
-    caught, so a timed-out exercise leaves no result file at all.
-    """
-    result = {"format": FORMAT, "nonce": nonce, "exercise": exercise, "function": "ok",
-              "function_type": "", "cases": [], "tensors": []}
-    tensors = {}
-    fn = user_ns.get(name, _MISSING) if isinstance(user_ns, dict) else _MISSING
-    if fn is _MISSING:
-        result["function"] = "missing"
-    elif not callable(fn) and not is_value:
-        result["function"] = "not_callable"
-        result["function_type"] = _type_name(fn)[:200]
-    else:
-        doc = load_json(cases_stem + ".json")
-        case_tensors = load_tensors(cases_stem + ".safetensors", doc["tensors"])
-        for node in doc["value"]["v"]:
-            args = decode(node, case_tensors)  # fresh copies for every call
-            try:
-                got = fn(*args) if callable(fn) else fn
-            except NotImplementedError:
-                result["cases"].append({"r": "not_implemented"})
-                continue
-            except KeyboardInterrupt:
-                raise
-            except BaseException as exc:  # SystemExit too: the learner's code ended, we go on
-                result["cases"].append({"r": "raised", "type": _type_name(exc)[:200],
-                                        "message": str(exc)[:500], "where": _where(exc, harness_file)})
-                continue
-            tree, tensors = encode(got, tensors)
-            result["cases"].append({"r": "ok", "value": tree})
-    result["tensors"] = sorted(tensors)
-    if tensors:
-        from safetensors.torch import save_file
-        save_file(tensors, out_stem + ".safetensors")
-    with open(out_stem + ".json.tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f, allow_nan=False)
-    import os
-    os.replace(out_stem + ".json.tmp", out_stem + ".json")
-
-
-_MISSING = object()

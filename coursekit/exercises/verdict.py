@@ -1,0 +1,117 @@
+"""One verdict for one exercise: the learner's outcomes on the hidden cases, against the reference.
+
+`check()` (in the learner's kernel) and the grader (in its own process, on the outcomes its
+harness carried back) both call `judge`, so the same answer gets the same status, points and
+sentence in a notebook and in a grade. Only the frame of the sentence follows the reader: a
+notebook line starts with an emoji and ends with the hint; a report keeps the hint apart (the
+feedback page shows it) and adds the expected and the returned value on lines of their own.
+
+The first hidden case that does not pass decides the status and the sentence; the exercise is
+worth its points only when every case passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+from .compare import compare, describe
+from .outcome import Handed, Kind, Outcome
+from .spec import Exercise
+
+__all__ = ["Status", "Voice", "Verdict", "judge"]
+
+
+class Status(StrEnum):
+    """How an exercise went (the values are what grades.json and feedback pages say)."""
+    PASSED = "passed"
+    FAILED = "failed"          # a result differs from the reference
+    ERROR = "error"            # the learner's code raised (or, in the grader, the kernel died)
+    NOT_DONE = "not_done"      # the stub still raises NotImplementedError, or no answer was given
+    MISSING = "missing"        # no function to call under the exercise's name
+    # Set by the grader when no outcome came back at all:
+    TIMEOUT = "timeout"
+    NOT_RUN = "not_run"
+    INVALID = "invalid"        # the results could not be read
+    # Set by check() for an exercise id it does not know:
+    UNKNOWN = "unknown"
+
+
+class Voice(Enum):
+    NOTEBOOK = "notebook"      # what check() prints
+    REPORT = "report"          # what grades.json and the feedback pages say
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    points: float
+    cases_passed: int
+    message: str
+
+
+def judge(ex: Exercise, cases: list, expected: list, handed: Handed, outcomes: list[Outcome],
+          voice: Voice, what: str = "") -> Verdict:
+    """The verdict on `outcomes` (one per case of `cases`, whose reference results are `expected`).
+
+    `handed` says whether there was a function to call at all; `what` describes what stood there
+    instead when it was not a function (check() shows the value, the grader only its type).
+    """
+    if handed is not Handed.FUNCTION:
+        status, body = _nothing_to_call(ex, handed, voice, what)
+        return _verdict(ex, voice, status, body, passed=0)
+    passed, first = 0, None
+    for i, (case, want, outcome) in enumerate(zip(cases, expected, outcomes), start=1):
+        problem = _problem(ex, i, len(cases), case, want, outcome, voice)
+        passed += problem is None
+        first = first or problem
+    if first is None:
+        many = f" on {len(cases)} hidden cases" if len(cases) > 1 else ""
+        return _verdict(ex, voice, Status.PASSED, f"passed{many}.", passed)
+    return _verdict(ex, voice, *first, passed=passed)
+
+
+def _nothing_to_call(ex: Exercise, handed: Handed, voice: Voice, what: str) -> tuple[Status, str]:
+    if handed is Handed.NOTHING:
+        return Status.NOT_DONE, "not done yet — there is no answer to check."
+    if handed is Handed.MISSING:
+        return Status.MISSING, (f"there is no function `{ex.name}` in your notebook. Keep the name "
+                                f"`{ex.name}` and keep its cell a code cell.")
+    if voice is Voice.NOTEBOOK:  # the learner passed something else to check()
+        return Status.MISSING, f"pass the function `{ex.name}` itself (not its result), got {what}."
+    return Status.MISSING, f"`{ex.name}` is a {what}, not a function."  # the notebook's name holds it
+
+
+def _problem(ex: Exercise, i: int, n: int, case: tuple, want, outcome: Outcome,
+             voice: Voice) -> tuple[Status, str] | None:
+    """None when this case passed; otherwise its status and the sentence that explains it."""
+    where = f" on hidden case {i} of {n}" if n > 1 else ""
+    if outcome.kind is Kind.NOT_DONE:
+        return Status.NOT_DONE, "not done yet — replace `raise NotImplementedError` with your code."
+    if outcome.kind is Kind.RAISED:
+        line = f" ({outcome.where})" if outcome.where else ""
+        shown = f"inputs {describe(list(case))}; " if case else ""
+        return Status.ERROR, (f"your code raised {outcome.error}: {outcome.message}{line}{where}; "
+                              f"{shown}".rstrip("; ") + ".")
+    got = outcome.value
+    try:
+        difference = compare(got, want, ex)
+    except Exception:
+        difference = f"could not compare your result, {describe(got)}, with the expected {describe(want)}"
+    if difference is None:
+        return None
+    shown = f" (inputs {describe(list(case))})" if case else ""
+    body = f"failed{where}{shown}: {difference}."
+    if voice is Voice.REPORT:
+        body += f"\n  expected: {describe(want)}\n  got:      {describe(got)}"
+    return Status.FAILED, body
+
+
+def _verdict(ex: Exercise, voice: Voice, status: Status, body: str, passed: int) -> Verdict:
+    points = float(ex.points) if status is Status.PASSED else 0.0
+    head = ex.id + (f" ({ex.title})" if ex.title else "")
+    if voice is Voice.REPORT:
+        return Verdict(status, points, passed, f"{head}: {body}")
+    mark = {Status.PASSED: "✅", Status.NOT_DONE: "⏳"}.get(status, "❌")
+    hint = f"\n   Hint: {ex.hint}" if ex.hint and status is not Status.PASSED else ""
+    return Verdict(status, points, passed, f"{mark} {head}: {body}{hint}")
