@@ -1,4 +1,7 @@
-"""Tests of coursekit.models: the offline encoder, the shipped tiny LM, and the helpers."""
+"""Tests of coursekit.models: the offline encoder, the shipped tiny LM, and the helpers.
+
+They go through the façade, as the notebooks do; the last tests check that it hands out the very
+objects of the modules behind it (coursekit.encoder, lm, corpus, devices, hub, dummy_model)."""
 
 import os
 
@@ -60,16 +63,31 @@ def test_encoder_agreement_self_and_bf16(encoder):
 
 
 def test_encoder_agreement_accepts_embeddings(encoder):
-    ref = models._pair_embeddings(*encoder)
+    ref = models.pair_embeddings(*encoder)
+    assert ref.shape == (len(models.EVAL_PAIRS), 2, 384)
     assert models.encoder_agreement(*encoder, reference=ref).ranking_agreement == 1.0
-    with pytest.raises(TypeError, match="reference"):
+    with pytest.raises(TypeError, match="reference: expected None, a .model, tokenizer. tuple"):
         models.encoder_agreement(*encoder, reference="fp32")
+    with pytest.raises(ValueError, match=r"reference: expected embeddings of shape \(24, 2, 384\), got"):
+        models.encoder_agreement(*encoder, reference=ref[:3])
 
 
-@pytest.mark.parametrize("bad, exc", [("one sentence", TypeError), ([1, 2], TypeError), ([], ValueError)])
-def test_embed_bad_input(encoder, bad, exc):
-    with pytest.raises(exc, match="sentences"):
-        models.embed(*encoder, bad)
+@pytest.mark.parametrize("kwargs, exc, message", [
+    (dict(sentences="one sentence"), TypeError, "sentences: expected a list of str (wrap a single sentence"),
+    (dict(sentences=[1, 2]), TypeError, "sentences: expected a list of str (wrap a single sentence in a "
+                                        "list), got an item of type int"),
+    (dict(sentences=[]), ValueError, "sentences: expected a non-empty list of str, got an empty list"),
+    (dict(sentences=["a"], batch_size=0), ValueError, "batch_size: expected an int >= 1, got 0"),
+])
+def test_embed_bad_input(encoder, kwargs, exc, message):
+    with pytest.raises(exc) as info:
+        models.embed(*encoder, **kwargs)
+    assert message in str(info.value)
+
+
+def test_load_encoder_bad_dtype():
+    with pytest.raises(TypeError, match="dtype: expected a torch.dtype, got str"):
+        models.load_encoder("fp16")
 
 
 # ---------------------------------------------------------------- the tiny LM
@@ -130,23 +148,39 @@ def test_perplexity_and_generate_on_a_disk_offloaded_model(lm, lm_ppl, tmp_path)
         models.generate(model, tok, "And God said", max_new_tokens=5)
 
 
-@pytest.mark.parametrize("kwargs, exc, word", [
-    (dict(prompt="", max_new_tokens=5), ValueError, "prompt"),
-    (dict(prompt=3, max_new_tokens=5), TypeError, "prompt"),
-    (dict(prompt="And", max_new_tokens=0), ValueError, "max_new_tokens"),
+@pytest.mark.parametrize("kwargs, exc, message", [
+    (dict(prompt="", max_new_tokens=5), ValueError, "prompt: expected a non-empty str, got ''"),
+    (dict(prompt=3, max_new_tokens=5), TypeError, "prompt: expected a non-empty str, got int"),
+    (dict(prompt="And", max_new_tokens=0), ValueError, "max_new_tokens: expected an int >= 1, got 0"),
+    (dict(prompt="And", max_new_tokens=True), TypeError, "max_new_tokens: expected an int >= 1, got bool"),
 ])
-def test_generate_bad_input(lm, kwargs, exc, word):
-    with pytest.raises(exc, match=word):
+def test_generate_bad_input(lm, kwargs, exc, message):
+    with pytest.raises(exc) as info:
         models.generate(*lm, **kwargs)
+    assert message in str(info.value)
 
 
-def test_perplexity_bad_input(lm):
-    with pytest.raises(ValueError, match="text"):
-        models.perplexity(*lm, "   ")
-    with pytest.raises(TypeError, match="text"):
-        models.perplexity(*lm, 42)
-    with pytest.raises(ValueError, match="max_tokens"):
-        models.perplexity(*lm, max_tokens=1)
+@pytest.mark.parametrize("kwargs, exc, message", [
+    (dict(text="   "), ValueError, "text: expected a non-empty str, got '   '"),
+    (dict(text=42), TypeError, "text: expected a non-empty str, got int"),
+    (dict(text="And"), ValueError, "text: expected at least 2 tokens, got 1"),
+    (dict(max_tokens=1), ValueError, "max_tokens: expected an int >= 2, got 1"),
+    (dict(max_tokens=512.0), TypeError, "max_tokens: expected an int >= 2, got float"),
+    (dict(context=1), ValueError, "context: expected an int >= 2, got 1"),
+    (dict(batch_size=0), ValueError, "batch_size: expected an int >= 1, got 0"),
+])
+def test_perplexity_bad_input(lm, kwargs, exc, message):
+    with pytest.raises(exc) as info:
+        models.perplexity(*lm, **kwargs)
+    assert message in str(info.value)
+
+
+def test_unigram_perplexity_bad_input(lm):
+    tok = lm[1]
+    with pytest.raises(TypeError, match="train_text: expected a non-empty str, got bytes"):
+        models.unigram_perplexity(tok, train_text=b"abc")
+    with pytest.raises(ValueError, match="heldout: expected at least 2 tokens, got 1"):
+        models.unigram_perplexity(tok, heldout="And")
 
 
 def test_hub_name_offline_gives_clear_error(monkeypatch):
@@ -156,8 +190,16 @@ def test_hub_name_offline_gives_clear_error(monkeypatch):
     monkeypatch.setenv("COURSEKIT_LM", "someone/not-a-cached-model")
     with pytest.raises(models.HubUnavailableError):
         models.load_lm()
-    with pytest.raises(ValueError, match="name"):
+    monkeypatch.setenv("COURSEKIT_LM", " ")
+    with pytest.raises(ValueError, match="COURSEKIT_LM: expected a Hub id or a local directory"):
+        models.load_lm()
+    monkeypatch.delenv("COURSEKIT_LM")
+    with pytest.raises(ValueError, match="name: expected a Hub id or a local directory .a non-empty str., got '  '"):
         models.load_lm("  ")
+    with pytest.raises(TypeError, match="name: expected a Hub id or a local directory .a non-empty str., got int"):
+        models.load_lm(135)
+    with pytest.raises(TypeError, match="dtype: expected a torch.dtype, got str"):
+        models.load_lm(dtype="bf16")
 
 
 def test_quanto_weight_bits_order_perplexity(lm):
@@ -185,6 +227,15 @@ def test_dummy_model_is_deterministic():
     assert torch.equal(a(x), b(x)) and not torch.equal(a(x), c(x))
     kinds = {type(m).__name__ for m in a.modules()}
     assert {"Embedding", "Linear", "LayerNorm"} <= kinds
+    with pytest.raises(ValueError, match="hidden: expected an int >= 1, got 0"):
+        models.DummyModel(hidden=0)
+
+
+def test_count_parameters_counts_a_tied_tensor_once():
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10, bias=False))
+    assert models.count_parameters(model) == 80
+    model[1].weight = model[0].weight
+    assert models.count_parameters(model) == 40
 
 
 def test_device_helpers():
@@ -194,3 +245,30 @@ def test_device_helpers():
     assert info.device == dev and info.name and dev.type in str(info)
     cpu = models.device_info("cpu")
     assert not cpu.fp16_native and not cpu.bf16_native and "emulated" in cpu.summary
+
+
+def test_model_device_follows_the_weights_and_skips_meta():
+    assert models.model_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert models.model_device(torch.nn.Linear(2, 2, device="meta")) == torch.device("cpu")
+
+
+# ---------------------------------------------------------------- the façade
+
+def test_facade_hands_out_the_modules_own_objects():
+    # one definition per name: the cached functions must be the very ones, or cache_clear()
+    # (scripts/train_lm.py) would clear a copy
+    from coursekit import corpus, devices, dummy_model, encoder, hub, lm
+    for module in (corpus, devices, dummy_model, encoder, hub, lm):
+        for name in module.__all__:
+            if name in models.__all__:
+                assert getattr(models, name) is getattr(module, name), name
+    assert models.__all__ and all(hasattr(models, name) for name in models.__all__)
+    assert models.training_text is corpus.training_text and models.TRAIN_FILE is corpus.TRAIN_FILE
+
+
+def test_importing_the_facade_does_not_import_transformers():
+    import subprocess
+    import sys
+    code = "import sys, coursekit.models; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
