@@ -12,10 +12,11 @@ Bit strings are written most significant bit first, the way they are drawn on a 
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 
 import torch
+
+from . import checks
 
 __all__ = [
     "int_range", "int_to_bits", "bits_to_int", "decode_int", "IntDecoding",
@@ -52,29 +53,20 @@ def as_dtype(dtype) -> torch.dtype:
         resolved = _ALIASES.get(name) or getattr(torch, name, None)
         if isinstance(resolved, torch.dtype):
             return resolved
-        raise ValueError(f"dtype: unknown dtype name {dtype!r}; expected e.g. 'float16', 'bf16', 'int8'")
-    raise TypeError(f"dtype: expected a torch.dtype or a name like 'float16', got {type(dtype).__name__}")
+        checks.fail("dtype", "a dtype name such as 'float16', 'bf16', 'int8'", repr(dtype))
+    checks.fail("dtype", "a torch.dtype or a name like 'float16'", type(dtype).__name__, TypeError)
 
 
 def _short_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _check_bits(bits) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise TypeError(f"bits: expected an int, got {type(bits).__name__}")
-    if bits < 1:
-        raise ValueError(f"bits: expected an int >= 1, got {bits}")
-    return bits
-
-
 def _check_bitstring(bitstring, expected_len: int | None = None) -> str:
-    if not isinstance(bitstring, str):
-        raise TypeError(f"bitstring: expected a str of '0'/'1', got {type(bitstring).__name__}")
+    checks.check_instance(bitstring, "bitstring", str, "a str of '0'/'1'")
     if not bitstring or set(bitstring) - {"0", "1"}:
-        raise ValueError(f"bitstring: expected only the characters '0' and '1', got {bitstring!r}")
+        checks.fail("bitstring", "only the characters '0' and '1'", repr(bitstring))
     if expected_len is not None and len(bitstring) != expected_len:
-        raise ValueError(f"bitstring: expected {expected_len} bits, got {len(bitstring)} ({bitstring!r})")
+        checks.fail("bitstring", f"{expected_len} bits", f"{len(bitstring)} ({bitstring!r})")
     return bitstring
 
 
@@ -87,8 +79,9 @@ def int_range(bits: int, signed: bool = True) -> tuple[int, int]:
 
     The formula is the lesson: signed two's complement spends one bit on the sign, so it covers
     -2^(b-1) .. 2^(b-1)-1 (one more negative number than positive); unsigned covers 0 .. 2^b-1.
+    bits: an int >= 1.
     """
-    bits = _check_bits(bits)
+    bits = checks.check_int(bits, "bits", low=1)
     if signed:
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2 ** bits - 1
@@ -99,15 +92,10 @@ def int_to_bits(value: int, bits: int = 8, signed: bool = True) -> str:
 
     A negative number is stored as ``2^bits + value``: that is why adding the bit patterns of
     -43 and 43 overflows to all zeros, and why the hardware needs no separate subtraction circuit.
+    bits: an int >= 1; value: an int that fits, from int_range(bits, signed)[0] to [1].
     """
-    bits = _check_bits(bits)
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"value: expected an int, got {type(value).__name__}")
-    value = operator.index(value)
     low, high = int_range(bits, signed)
-    if not low <= value <= high:
-        kind = "signed" if signed else "unsigned"
-        raise ValueError(f"value: {value} does not fit in {bits} {kind} bits; expected {low}..{high}")
+    value = checks.check_int(value, "value", low, high)
     return format(value % (2 ** bits), f"0{bits}b")
 
 
@@ -159,7 +147,7 @@ def _check_float_dtype(dtype) -> torch.dtype:
     dtype = as_dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         names = ", ".join(_short_name(d) for d in FLOAT_DTYPES)
-        raise ValueError(f"dtype: expected one of {names}, got {_short_name(dtype)}")
+        checks.fail("dtype", f"one of {names}", _short_name(dtype))
     return dtype
 
 
@@ -208,10 +196,9 @@ def float_to_bits(value, dtype=torch.float32) -> FloatBits:
     dtype = _check_float_dtype(dtype)
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"value: expected a single number, got a tensor of shape {tuple(value.shape)}")
+            checks.fail("value", "a single number", f"a tensor of shape {tuple(value.shape)}")
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"value: expected a number, got {type(value).__name__}")
+    checks.check_instance(value, "value", (int, float), "a number")
     stored = torch.tensor(float(value), dtype=torch.float64).to(dtype)
     width = torch.finfo(dtype).bits
     pattern = int(stored.reshape(1).view(_container(dtype)).item()) % (2 ** width)
@@ -320,7 +307,7 @@ def decode_float(bitstring: str, dtype=torch.float32) -> FloatDecoding:
 def _check_int_dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype not in INT_DTYPES:
         names = ", ".join(_short_name(d) for d in INT_DTYPES + FLOAT_DTYPES)
-        raise ValueError(f"dtype: expected one of {names}, got {_short_name(dtype)}")
+        checks.fail("dtype", f"one of {names}", _short_name(dtype))
     return dtype
 
 

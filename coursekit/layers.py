@@ -16,8 +16,12 @@ Three layers, one idea each:
   an ``nn.Linear``, ``PackedLinear.from_linear`` / ``W8A16Linear.from_linear`` turn a trained one
   into a real quantized layer with the very grid it was trained on.
 
+``PackedLinear.from_codes`` packs signed codes quantized anywhere: ``from_linear`` quantizes a weight
+and hands it the codes, and so do ``FakeQuantLinear.to_packed`` and ``coursekit.qat`` after training.
+
 ``replace_linear(model, layer_cls, exclude, **kwargs)`` walks a model and swaps every
-``nn.Linear`` whose name is not excluded for ``layer_cls.from_linear(linear, **kwargs)``.
+``nn.Linear`` whose name is not excluded for ``layer_cls.from_linear(linear, **kwargs)``; the walk
+itself is ``replace_modules(model, names, make)``.
 
 Quantized weights are *buffers*, not parameters: an integer tensor cannot require a gradient, and
 nothing here is trained. Buffers still travel with ``.to(device)`` and live in ``state_dict()``.
@@ -33,31 +37,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import packing, quant
+from . import checks, packing, quant
 
 __all__ = ["W8A16Linear", "PackedLinear", "W4A16Linear", "W2A16Linear", "FakeQuantLinear",
-           "replace_linear", "linear_names", "meta_tensors"]
+           "replace_linear", "replace_modules", "linear_names", "meta_tensors"]
 
 DEFAULT_GROUP_SIZE = 64
 
 
 # --------------------------------------------------------------------------- argument checks
-def _check_linear(linear) -> nn.Linear:
-    if not isinstance(linear, nn.Linear):
-        raise TypeError(f"linear must be a torch.nn.Linear, got {type(linear).__name__}")
-    return linear
-
-
 def _check_features(in_features, out_features) -> None:
-    for name, v in (("in_features", in_features), ("out_features", out_features)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+    checks.check_int(in_features, "in_features", low=1)
+    checks.check_int(out_features, "out_features", low=1)
 
 
-def _check_group_size(group_size, in_features) -> int:
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
-    if in_features % group_size:
+def _check_group_size(group_size, in_features: int) -> int:
+    """group_size: an int >= 1 that divides in_features (the message names the sizes that fit)."""
+    group_size = checks.check_int(group_size, "group_size", low=1)
+    if in_features % group_size:     # notebook 08 prints this message: keep its words
         fits = [d for d in range(2, min(in_features, 512) + 1) if in_features % d == 0][:8]
         raise ValueError(f"group_size ({group_size}) must divide in_features ({in_features}): each group "
                          f"holds group_size consecutive input weights of one row; sizes that fit: {fits}")
@@ -94,7 +91,7 @@ class W8A16Linear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "W8A16Linear":
         """Quantize an ``nn.Linear`` (per output channel, symmetric int8). A meta Linear gives an empty layer."""
-        _check_linear(linear)
+        checks.check_instance(linear, "linear", nn.Linear, "a torch.nn.Linear")
         w = linear.weight.detach()
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
                     dtype=w.dtype, device=w.device)
@@ -138,24 +135,67 @@ class PackedLinear(nn.Module):
     weight[o, g*group_size + j] = scales[o, g] * (signed_code - zero_points[o, g]).
     """
 
+    #: The widths this class stores; a subclass with one width (W4A16Linear) lists only it.
+    #: ``bits=None`` means the largest.
     SUPPORTED_BITS = (2, 4)
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, bits: int = 4,
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, bits: int | None = None,
                  group_size: int = DEFAULT_GROUP_SIZE, dtype: torch.dtype = torch.float32, device=None):
         super().__init__()
         _check_features(in_features, out_features)
-        if isinstance(bits, bool) or bits not in self.SUPPORTED_BITS:
-            raise ValueError(f"bits must be one of {self.SUPPORTED_BITS}, got {bits!r}")
-        _check_group_size(group_size, in_features)
+        self.bits, self.group_size = self._bits_or_default(bits), _check_group_size(group_size, in_features)
         self.in_features, self.out_features = in_features, out_features
-        self.bits, self.group_size = bits, group_size
         n_groups = in_features // group_size
-        n_bytes = -(-out_features * in_features * bits // 8)      # ceil division
+        n_bytes = -(-out_features * in_features * self.bits // 8)      # ceil division
         self.register_buffer("packed_weight", torch.zeros(n_bytes, dtype=torch.uint8, device=device))
         self.register_buffer("scales", torch.ones(out_features, n_groups, dtype=dtype, device=device))
         self.register_buffer("zero_points",
                              torch.zeros(out_features, n_groups, dtype=torch.int8, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=dtype, device=device) if bias else None)
+
+    @classmethod
+    def _bits_or_default(cls, bits) -> int:
+        """bits: one of SUPPORTED_BITS, or None for the largest of them."""
+        if bits is None:
+            return max(cls.SUPPORTED_BITS)
+        return checks.check_choice(bits, "bits", cls.SUPPORTED_BITS)
+
+    @classmethod
+    def from_codes(cls, codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                   bits: int | None = None, group_size: int | None = None, bias: torch.Tensor | None = None,
+                   dtype: torch.dtype | None = None) -> "PackedLinear":
+        """A layer holding given signed codes ``(out_features, in_features)``, packed.
+
+        ``scale`` (floating point) and ``zero_point`` (integer values, in any dtype) have one entry
+        per group of ``group_size`` inputs in each row: shape ``(out_features, n_groups)``, or
+        ``n_groups`` entries shared by every row (a per-tensor grid). ``group_size=None`` is one group per row
+        (a per-channel or per-tensor grid). ``dtype`` is the activation dtype (default: scale's).
+        Codes from anywhere become a layer this way: ``from_linear`` quantizes a weight and calls it,
+        and so does the conversion after quantization-aware training.
+        """
+        checks.check_tensor(codes, "codes", ndim=2)
+        if codes.is_floating_point():
+            checks.fail("codes", "an integer tensor of signed codes", f"dtype {codes.dtype}")
+        checks.check_tensor(scale, "scale", floating=True)
+        checks.check_tensor(zero_point, "zero_point")
+        if bias is not None:
+            checks.check_tensor(bias, "bias", floating=True, ndim=1)
+        out_f, in_f = codes.shape
+        group_size = in_f if group_size is None else group_size
+        layer = cls(in_f, out_f, bias=bias is not None, bits=bits, group_size=group_size,
+                    dtype=scale.dtype if dtype is None else dtype, device=codes.device)
+        n_groups = in_f // layer.group_size
+        for name, t in (("scale", scale), ("zero_point", zero_point)):
+            if t.numel() not in (n_groups, out_f * n_groups):
+                checks.fail(name, f"{out_f} x {n_groups} entries (one per group of each row), or {n_groups}",
+                            f"shape {tuple(t.shape)}")
+        layer.packed_weight.copy_(packing.pack(packing.to_unsigned(codes, layer.bits), layer.bits))
+        # (1, n_groups) entries repeat down the rows: a per-tensor grid stored per row
+        layer.scales.copy_(scale.detach().reshape(-1, n_groups).expand(out_f, n_groups))
+        layer.zero_points.copy_(zero_point.detach().reshape(-1, n_groups).expand(out_f, n_groups))
+        if bias is not None:
+            layer.bias.copy_(bias.detach())
+        return layer
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, bits: int | None = None,
@@ -165,25 +205,16 @@ class PackedLinear(nn.Module):
         ``clipping="mse"`` picks each group's range by searching for the lowest error instead of
         using its min and max (see ``coursekit.quant.quantize``): the "refine" step at low bits.
         """
-        _check_linear(linear)
-        bits = cls._default_bits() if bits is None else bits
+        checks.check_instance(linear, "linear", nn.Linear, "a torch.nn.Linear")
         w = linear.weight.detach()
-        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, bits=bits,
-                    group_size=group_size, dtype=w.dtype, device=w.device)
         if w.is_meta:
-            return layer
+            return cls(linear.in_features, linear.out_features, bias=linear.bias is not None, bits=bits,
+                       group_size=group_size, dtype=w.dtype, device=w.device)
+        bits = cls._bits_or_default(bits)
+        _check_group_size(group_size, linear.in_features)   # before quantizing: in the layer's words
         q = quant.quantize(w, bits=bits, symmetric=False, granularity="per_group", group_size=group_size,
                            clipping=clipping)
-        layer.packed_weight.copy_(packing.pack(packing.to_unsigned(q.data, bits), bits))
-        layer.scales.copy_(q.scale)
-        layer.zero_points.copy_(q.zero_point)
-        if linear.bias is not None:
-            layer.bias.copy_(_bias_or_none(linear))
-        return layer
-
-    @classmethod
-    def _default_bits(cls) -> int:      # W2A16Linear overrides it
-        return 4
+        return cls.from_codes(q.data, q.scale, q.zero_point, bits, group_size, _bias_or_none(linear), w.dtype)
 
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Unpack and dequantize the whole weight: (out_features, in_features)."""
@@ -208,28 +239,12 @@ class PackedLinear(nn.Module):
 
 class W4A16Linear(PackedLinear):
     """``PackedLinear`` with 4-bit weights: two codes per byte."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 group_size: int = DEFAULT_GROUP_SIZE, dtype: torch.dtype = torch.float32, device=None,
-                 bits: int = 4):
-        if bits != 4:
-            raise ValueError(f"W4A16Linear stores 4-bit weights; use PackedLinear for bits={bits!r}")
-        super().__init__(in_features, out_features, bias, 4, group_size, dtype, device)
+    SUPPORTED_BITS = (4,)
 
 
 class W2A16Linear(PackedLinear):
     """``PackedLinear`` with 2-bit weights: four codes per byte."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 group_size: int = DEFAULT_GROUP_SIZE, dtype: torch.dtype = torch.float32, device=None,
-                 bits: int = 2):
-        if bits != 2:
-            raise ValueError(f"W2A16Linear stores 2-bit weights; use PackedLinear for bits={bits!r}")
-        super().__init__(in_features, out_features, bias, 2, group_size, dtype, device)
-
-    @classmethod
-    def _default_bits(cls) -> int:
-        return 2
+    SUPPORTED_BITS = (2,)
 
 
 # --------------------------------------------------------------------------- fake quantization (QAT)
@@ -246,12 +261,13 @@ class FakeQuantLinear(nn.Linear):
                  symmetric: bool = False, granularity: str = "per_group", axis: int = 0,
                  group_size: int | None = DEFAULT_GROUP_SIZE, device=None, dtype=None):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        quant._check_bits(bits)
+        checks.check_int(bits, "bits", quant.MIN_BITS, quant.MAX_BITS)
+        checks.check_instance(symmetric, "symmetric", bool, "True or False")
         if granularity != "per_group":
             group_size = None
         else:
             _check_group_size(group_size, in_features)
-        quant.Blocking.make((out_features, in_features), granularity, axis, group_size)  # validates
+        quant.Blocking.make((out_features, in_features), granularity, axis, group_size)  # checks the rest
         self.bits, self.symmetric, self.granularity = bits, symmetric, granularity
         self.axis, self.group_size = axis, group_size
 
@@ -260,7 +276,7 @@ class FakeQuantLinear(nn.Linear):
                     granularity: str = "per_group", axis: int = 0,
                     group_size: int | None = DEFAULT_GROUP_SIZE) -> "FakeQuantLinear":
         """Wrap an ``nn.Linear``: the new layer *shares* its weight and bias parameters."""
-        _check_linear(linear)
+        checks.check_instance(linear, "linear", nn.Linear, "a torch.nn.Linear")
         w = linear.weight
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, bits=bits,
                     symmetric=symmetric, granularity=granularity, axis=axis, group_size=group_size,
@@ -277,6 +293,20 @@ class FakeQuantLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.quantized_weight(), self.bias)
 
+    @torch.no_grad()
+    def to_packed(self) -> PackedLinear:
+        """The real quantized layer, on the very grid this one computes with (2 or 4 bits).
+
+        Per-tensor and per-channel grids are stored as one group per row (the per-tensor scale
+        repeated down the rows); per-channel grids must run along the output dimension (axis 0).
+        """
+        if self.granularity == "per_channel" and self.axis % 2 != 0:
+            checks.fail("axis", "0 for a packed layer (one grid per output row)", self.axis)
+        q = quant.quantize(self.weight.detach(), self.bits, self.symmetric, self.granularity, self.axis,
+                           self.group_size)
+        return PackedLinear.from_codes(q.data, q.scale, q.zero_point, self.bits, self.group_size,
+                                       _bias_or_none(self), self.weight.dtype)
+
     def extra_repr(self) -> str:
         mode = "symmetric" if self.symmetric else "asymmetric"
         extra = f", group_size={self.group_size}" if self.granularity == "per_group" else ""
@@ -291,7 +321,7 @@ def _as_patterns(exclude) -> tuple[str, ...]:
         return (exclude,)
     patterns = tuple(exclude)
     if not all(isinstance(p, str) and p for p in patterns):
-        raise TypeError(f"exclude must be a str or a sequence of non-empty str, got {exclude!r}")
+        checks.fail("exclude", "a str or a sequence of non-empty str", repr(exclude), TypeError)
     return patterns
 
 
@@ -307,12 +337,28 @@ def _excluded(name: str, patterns) -> bool:
 
 def linear_names(model: nn.Module, exclude=("lm_head",), layer_cls=None) -> list[str]:
     """Qualified names of the ``nn.Linear`` modules ``replace_linear`` would replace, in order."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checks.check_instance(model, "model", nn.Module, "a torch.nn.Module")
     patterns = _as_patterns(exclude)
     return [name for name, m in model.named_modules()
             if isinstance(m, nn.Linear) and not (layer_cls is not None and isinstance(m, layer_cls))
             and not _excluded(name, patterns)]
+
+
+def replace_modules(model: nn.Module, names, make) -> nn.Module:
+    """Replace, in place, each module of ``model`` named in ``names`` by ``make(module)``.
+
+    The walk behind ``replace_linear`` (and ``coursekit.qat.to_real_quant``): a qualified name
+    "model.layers.0.mlp.up_proj" is an attribute ("up_proj") of its parent module. Returns the
+    model, or the new module when a name is "" (``model`` itself: there is no parent to put it in).
+    """
+    checks.check_instance(model, "model", nn.Module, "a torch.nn.Module")
+    for name in names:
+        if name == "":
+            return make(model)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, make(getattr(parent, child)))
+    return model
 
 
 def replace_linear(model: nn.Module, layer_cls=W8A16Linear, exclude=("lm_head",), **kwargs) -> nn.Module:
@@ -324,16 +370,10 @@ def replace_linear(model: nn.Module, layer_cls=W8A16Linear, exclude=("lm_head",)
     Layers that already are ``layer_cls`` are left alone. Returns the model; when ``model`` is
     itself an ``nn.Linear``, returns the new layer (there is no parent to put it in).
     """
-    if not isinstance(layer_cls, type) or not hasattr(layer_cls, "from_linear"):
-        raise TypeError(f"layer_cls must be a layer class with a from_linear classmethod, got {layer_cls!r}")
+    if not (isinstance(layer_cls, type) and hasattr(layer_cls, "from_linear")):
+        checks.fail("layer_cls", "a layer class with a from_linear classmethod", repr(layer_cls), TypeError)
     names = linear_names(model, exclude, layer_cls)
-    for name in names:
-        if name == "":
-            return layer_cls.from_linear(model, **kwargs)
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        setattr(parent, child, layer_cls.from_linear(getattr(parent, child), **kwargs))
-    return model
+    return replace_modules(model, names, lambda linear: layer_cls.from_linear(linear, **kwargs))
 
 
 def meta_tensors(model: nn.Module) -> list[str]:

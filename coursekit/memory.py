@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import checks
+
 __all__ = [
     "bytes_per_param", "nbytes_for", "format_bytes", "MemoryRow", "memory_table",
     "format_memory_table", "model_nbytes", "tensor_nbytes", "peak_memory", "GB",
@@ -44,6 +46,8 @@ _BITS_BY_NAME = {
 
 
 def _bits_of(dtype_or_bits) -> int:
+    checks.check_instance(dtype_or_bits, "dtype_or_bits", (torch.dtype, str, int),
+                          "a torch.dtype, an int number of bits or a name like 'fp16' / 'int4'")
     if isinstance(dtype_or_bits, torch.dtype):
         # Sub-byte torch dtypes (torch.uint4, torch.int2, ...) report a whole byte as itemsize.
         match = re.fullmatch(r"torch\.u?int([1-7])", str(dtype_or_bits))
@@ -52,31 +56,22 @@ def _bits_of(dtype_or_bits) -> int:
         name = dtype_or_bits.strip().lower().removeprefix("torch.")
         if name in _BITS_BY_NAME:
             return _BITS_BY_NAME[name]
-        raise ValueError(f"dtype_or_bits: unknown name {dtype_or_bits!r}; expected one of "
-                         f"{', '.join(sorted(_BITS_BY_NAME))}")
-    if isinstance(dtype_or_bits, int) and not isinstance(dtype_or_bits, bool):
-        if dtype_or_bits < 1:
-            raise ValueError(f"dtype_or_bits: a number of bits must be >= 1, got {dtype_or_bits}")
-        return dtype_or_bits
-    raise TypeError("dtype_or_bits: expected a torch.dtype, an int number of bits or a name like "
-                    f"'fp16' / 'int4', got {type(dtype_or_bits).__name__}")
+        checks.fail("dtype_or_bits", f"one of {', '.join(sorted(_BITS_BY_NAME))}", repr(dtype_or_bits))
+    return checks.check_int(dtype_or_bits, "dtype_or_bits", low=1)
 
 
 def bytes_per_param(dtype_or_bits) -> float:
     """Bytes one parameter takes: 4.0 for fp32, 2.0 for bf16, 1.0 for int8, 0.5 for int4.
 
-    Accepts a torch.dtype, a number of bits, or a name ("fp32", "fp16", "bf16", "int8", "int4").
+    Accepts a torch.dtype, a number of bits (an int >= 1), or a name ("fp32", "fp16", "bf16", "int8", "int4").
     Returns a float because sub-byte formats store fractions of a byte per parameter.
     """
     return _bits_of(dtype_or_bits) / 8
 
 
 def nbytes_for(n_params, dtype_or_bits) -> float:
-    """Bytes for ``n_params`` parameters stored in ``dtype_or_bits`` (weights only, no scales)."""
-    if isinstance(n_params, bool) or not isinstance(n_params, (int, float)):
-        raise TypeError(f"n_params: expected a number of parameters, got {type(n_params).__name__}")
-    if n_params < 0:
-        raise ValueError(f"n_params: expected a number >= 0, got {n_params}")
+    """Bytes for ``n_params`` parameters (a number >= 0) in ``dtype_or_bits``: weights only, no scales."""
+    checks.check_number(n_params, "n_params", low=0)
     return n_params * bytes_per_param(dtype_or_bits)
 
 
@@ -84,11 +79,9 @@ def format_bytes(n) -> str:
     """Human-readable size with decimal units: ``format_bytes(13.04e9) == '13.04 GB'``.
 
     Decimal (1 KB = 1000 B) to match how GPU memory is advertised; two decimals above bytes.
+    n: a number >= 0.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, float)):
-        raise TypeError(f"n: expected a number of bytes, got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"n: expected a number of bytes >= 0, got {n}")
+    checks.check_number(n, "n", low=0)
     if n < 1000:
         return f"{n:g} B"
     for unit in ("KB", "MB", "GB"):
@@ -114,8 +107,7 @@ def memory_table(n_params, dtypes=("fp32", "fp16", "bf16", "int8", "int4"), devi
     ``device_gb`` is in GB of 10^9 bytes (a T4 is 16). "Fits" is weights only: real use also needs
     room for activations and the KV cache, so a row that barely fits will not run in practice.
     """
-    if isinstance(device_gb, bool) or not isinstance(device_gb, (int, float)) or device_gb <= 0:
-        raise ValueError(f"device_gb: expected a positive number of GB, got {device_gb!r}")
+    checks.check_number(device_gb, "device_gb", positive=True)
     rows = []
     for dtype in dtypes:
         name = str(dtype).removeprefix("torch.")
@@ -167,8 +159,7 @@ def _storage_key_and_nbytes(t: torch.Tensor):
 
 def tensor_nbytes(t: torch.Tensor) -> int:
     """Bytes of storage behind one tensor, looking inside quantized tensor subclasses."""
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"t: expected a torch.Tensor, got {type(t).__name__}")
+    checks.check_tensor(t, "t")
     seen = {}
     for leaf in _plain_tensors(t):
         key, nbytes = _storage_key_and_nbytes(leaf)
@@ -184,8 +175,7 @@ def model_nbytes(model: torch.nn.Module) -> int:
     Tied weights and buffers that share memory are counted once; a uint8 buffer that packs two
     4-bit values per byte naturally counts half a byte per value.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    checks.check_instance(model, "model", torch.nn.Module, "a torch.nn.Module")
     seen = {}
     for t in list(model.parameters()) + list(model.buffers()):
         for leaf in _plain_tensors(t):
@@ -275,18 +265,16 @@ def peak_memory(fn, *args, device=None, interval=0.001, **kwargs):
     alive until returned, so memory that the result still holds counts towards the peak.
     """
     if not callable(fn):
-        raise TypeError(f"fn: expected a callable to measure, got {type(fn).__name__}")
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or interval <= 0:
-        raise ValueError(f"interval: expected a positive number of seconds, got {interval!r}")
+        checks.fail("fn", "a callable to measure", type(fn).__name__, TypeError)
+    checks.check_number(interval, "interval", positive=True)
     try:
         device = torch.device("cpu" if device is None else device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, "
-                         f"got {device!r}") from err
+    except (RuntimeError, TypeError):
+        checks.fail("device", "'cpu', 'cuda', 'cuda:N' or a torch.device", repr(device))
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device: {device} was requested but CUDA is not available")
+            checks.fail("device", "a device this machine has (CUDA is not available)", str(device))
         return _peak_cuda(fn, args, kwargs, device)
     if device.type != "cpu":
-        raise ValueError(f"device: expected a CPU or CUDA device, got {device}")
+        checks.fail("device", "a CPU or CUDA device", str(device))
     return _peak_cpu(fn, args, kwargs, interval)

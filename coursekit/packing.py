@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import torch
 
+from . import checks
+
+#: The widths `pack` and `unpack` take: a byte holds a whole number of codes of these sizes.
 SUPPORTED_BITS = (1, 2, 4)
-
-
-def _check_bits(bits) -> int:
-    if isinstance(bits, bool) or bits not in SUPPORTED_BITS:
-        raise ValueError(f"bits must be one of {SUPPORTED_BITS} (a byte holds a whole number of codes), got {bits!r}")
-    return bits
 
 
 def _shifts(bits: int, device) -> torch.Tensor:
@@ -30,22 +27,19 @@ def _shifts(bits: int, device) -> torch.Tensor:
 def pack(codes, bits: int) -> torch.Tensor:
     """Pack unsigned `bits`-bit codes (any shape, flattened in order) into a 1-D uint8 tensor.
 
-    The last byte is padded with zeros when the number of codes is not a multiple of 8 // bits;
-    pass the original count to `unpack` to drop the padding.
+    bits: one of SUPPORTED_BITS (1, 2, 4). The last byte is padded with zeros when the number of
+    codes is not a multiple of 8 // bits; pass the original count to `unpack` to drop the padding.
     """
-    _check_bits(bits)
+    checks.check_choice(bits, "bits", SUPPORTED_BITS)
     if isinstance(codes, (list, tuple)):
         codes = torch.tensor(codes)
-    if not isinstance(codes, torch.Tensor):
-        raise TypeError(f"codes must be a torch.Tensor or a list of ints, got {type(codes).__name__}")
+    checks.check_instance(codes, "codes", torch.Tensor, "a torch.Tensor or a list of ints")
     if codes.is_floating_point() or codes.dtype == torch.bool:
-        raise TypeError(f"codes must be an integer tensor, got dtype {codes.dtype}")
+        checks.fail("codes", "an integer tensor", f"dtype {codes.dtype}")
     flat = codes.reshape(-1)
     if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) > 2 ** bits - 1):
-        raise ValueError(
-            f"codes must lie in 0..{2 ** bits - 1} for bits={bits}, got values in "
-            f"{int(flat.min())}..{int(flat.max())} (signed codes? use to_unsigned first)"
-        )
+        checks.fail("codes", f"values in 0..{2 ** bits - 1} for bits={bits} (signed? use to_unsigned first)",
+                    f"values in {int(flat.min())}..{int(flat.max())}")
     per_byte = 8 // bits
     pad = (-flat.numel()) % per_byte
     flat = torch.nn.functional.pad(flat.to(torch.uint8), (0, pad))
@@ -55,25 +49,28 @@ def pack(codes, bits: int) -> torch.Tensor:
 
 
 def unpack(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
-    """Inverse of `pack`: the first `numel` codes, as a 1-D uint8 tensor."""
-    _check_bits(bits)
-    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        got = packed.dtype if isinstance(packed, torch.Tensor) else type(packed).__name__
-        raise TypeError(f"packed must be a uint8 tensor (the output of pack), got {got}")
+    """Inverse of `pack`: the first `numel` codes, as a 1-D uint8 tensor. bits: 1, 2 or 4.
+
+    numel: from 0 to the number of codes the bytes hold (8 // bits per byte).
+    """
+    checks.check_choice(bits, "bits", SUPPORTED_BITS)
+    checks.check_tensor(packed, "packed")
+    if packed.dtype != torch.uint8:
+        checks.fail("packed", "a uint8 tensor (the output of pack)", f"dtype {packed.dtype}")
     per_byte = 8 // bits
-    if isinstance(numel, bool) or not isinstance(numel, int) or not 0 <= numel <= packed.numel() * per_byte:
-        raise ValueError(f"numel must be an int between 0 and {packed.numel() * per_byte} "
-                         f"({packed.numel()} bytes hold that many {bits}-bit codes), got {numel!r}")
+    checks.check_int(numel, "numel", 0, packed.numel() * per_byte)
     mask = 2 ** bits - 1
     codes = (packed.reshape(-1, 1) >> _shifts(bits, packed.device)) & mask
     return codes.reshape(-1)[:numel]
 
 
 def to_unsigned(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Signed codes in [-2^(b-1), 2^(b-1)-1] -> unsigned codes in [0, 2^b - 1] (as uint8)."""
+    """Signed codes in [-2^(b-1), 2^(b-1)-1] -> unsigned codes in [0, 2^b - 1] (as uint8). bits: 1 to 8."""
+    checks.check_int(bits, "bits", 1, 8)
     return (codes.to(torch.int16) + 2 ** (bits - 1)).to(torch.uint8)
 
 
 def to_signed(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Unsigned codes -> signed int8 codes: the inverse of `to_unsigned`."""
+    """Unsigned codes -> signed int8 codes: the inverse of `to_unsigned`. bits: 1 to 8."""
+    checks.check_int(bits, "bits", 1, 8)
     return (codes.to(torch.int16) - 2 ** (bits - 1)).to(torch.int8)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import matplotlib
 import matplotlib.patches  # noqa: F401  (used by plot_bit_layout)
 import matplotlib.pyplot as plt
+import matplotlib.ticker  # noqa: F401  (used by plot_size_vs_quality)
 import torch
 
-from . import quant
+from . import checks, quant
 
 COLORS = {"sign": "#e15759", "exponent": "#4e79a7", "mantissa": "#59a14f",
           "original": "#4e79a7", "dequantized": "#f28e2b", "grid": "#9c9c9c"}
@@ -51,7 +52,8 @@ def plot_quantization_error(x: torch.Tensor, q, dequantized: torch.Tensor | None
     elif isinstance(q, torch.Tensor) and isinstance(dequantized, torch.Tensor):
         codes = q
     else:
-        raise TypeError("q must be a QTensor, or integer codes passed together with `dequantized`")
+        checks.fail("q", "a QTensor, or integer codes passed together with `dequantized`", type(q).__name__,
+                    TypeError)
     mse = quant.quantization_error(x.float(), dequantized.float())
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     _heatmap(axes[0], x, "original")
@@ -68,8 +70,7 @@ def plot_histogram_with_grid(x: torch.Tensor, q: "quant.QTensor", bins: int = 10
     For per-channel or per-group quantization each block has its own grid; the lines show the grid
     of the block with the widest range.
     """
-    if not isinstance(q, quant.QTensor):
-        raise TypeError(f"q must be a QTensor (the output of quantize), got {type(q).__name__}")
+    checks.check_instance(q, "q", quant.QTensor, "a QTensor (the output of quantize)")
     values = x.detach().float().reshape(-1).cpu()
     deq = q.dequantize().float().reshape(-1).cpu()
     scale = q.scale.reshape(-1).cpu()
@@ -140,7 +141,7 @@ def plot_memory_bars(sizes: dict, limit_bytes: float | None = None, limit_label:
                      title: str = "Memory"):
     """Horizontal bars of sizes in bytes ({label: bytes}), with an optional limit line (e.g. a GPU)."""
     if not sizes:
-        raise ValueError("sizes is empty: pass {label: number of bytes}")
+        checks.fail("sizes", "a non-empty {label: number of bytes}", "an empty one")
     labels = list(sizes)
     gb = [sizes[k] / 1e9 for k in labels]
     unit, scale = ("GB", 1.0) if max(gb) >= 1 else ("MB", 1e3)
@@ -223,7 +224,7 @@ def plot_heatmaps(panels: dict, title: str = "", cmap: str = "magma", shared_sca
     Used to show where the error lands (e.g. |error| of one slice under several granularities).
     """
     if not panels:
-        raise ValueError("panels is empty: pass {label: 2-D tensor}")
+        checks.fail("panels", "a non-empty {label: 2-D tensor}", "an empty one")
     values = {label: _as_2d(t) for label, t in panels.items()}
     vmax = max(float(v.max()) for v in values.values()) if shared_scale else None
     fig, axes = plt.subplots(1, len(values), figsize=(3.4 * len(values) + 0.8, 3.6), squeeze=False,
@@ -254,9 +255,9 @@ def plot_size_vs_quality(points: dict, ylabel: str = "perplexity (lower is bette
     that much of the baseline, so the variants worth shipping are the leftmost points inside it.
     """
     if not points:
-        raise ValueError("points is empty: pass {label: (nbytes, value)}")
-    if baseline is not None and baseline not in points:
-        raise ValueError(f"baseline {baseline!r} is not one of the labels {list(points)}")
+        checks.fail("points", "a non-empty {label: (nbytes, value)}", "an empty one")
+    if baseline is not None:
+        checks.check_choice(baseline, "baseline", points)
     fig, ax = plt.subplots(figsize=(8.5, 4.2))
     markers = "osD^vP*Xhp"
     for i, (label, (nbytes, value)) in enumerate(points.items()):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import layers, models, packing, quant
+from . import checks, layers, models, quant
 
 __all__ = ["LearnedScaleLinear", "QATResult", "to_fake_quant", "to_learned_scale", "to_real_quant",
            "ptq", "training_ids", "batches", "qat_finetune", "ste_round"]
@@ -74,7 +74,7 @@ class LearnedScaleLinear(nn.Linear):
                  granularity: str = GRANULARITY, group_size: int | None = GROUP_SIZE,
                  device=None, dtype=None):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        quant._check_bits(bits)
+        checks.check_int(bits, "bits", quant.MIN_BITS, quant.MAX_BITS)
         n_groups = _n_groups(in_features, granularity, group_size)
         self.bits, self.granularity, self.n_groups = bits, granularity, n_groups
         rows = 1 if granularity == "per_tensor" else out_features
@@ -85,6 +85,7 @@ class LearnedScaleLinear(nn.Linear):
     def from_linear(cls, linear: nn.Linear, bits: int = BITS, granularity: str = GRANULARITY,
                     group_size: int | None = GROUP_SIZE):
         """Wrap an ``nn.Linear`` (sharing its weight and bias); the scales start at min/max."""
+        checks.check_instance(linear, "linear", nn.Linear, "a torch.nn.Linear")
         w = linear.weight
         group_size = group_size if granularity == "per_group" else None
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, bits=bits,
@@ -119,25 +120,11 @@ class LearnedScaleLinear(nn.Linear):
     def to_packed(self) -> layers.PackedLinear:
         """The real quantized layer, with the learned scales (min/max would throw them away)."""
         codes = self.codes(torch.round).to(torch.int8).view(self.out_features, self.in_features)
-        return _packed(self, codes, self._scale().squeeze(-1), self.zero_point, self.bits, self.n_groups)
+        return layers.PackedLinear.from_codes(codes, self._scale().squeeze(-1), self.zero_point, self.bits,
+                                              self.in_features // self.n_groups, self.bias, self.weight.dtype)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bits={self.bits}, {self.granularity}, learned scales"
-
-
-def _packed(linear: nn.Linear, codes, scale, zero_point, bits: int, n_groups: int) -> layers.PackedLinear:
-    """A ``PackedLinear`` holding given codes. Per-tensor and per-channel grids are stored as
-    per-group ones with one group per row (the same scale repeated down the rows if per tensor)."""
-    out_f, in_f = linear.out_features, linear.in_features
-    layer = layers.PackedLinear(in_f, out_f, bias=linear.bias is not None, bits=bits,
-                                group_size=in_f // n_groups, dtype=linear.weight.dtype,
-                                device=linear.weight.device)
-    layer.packed_weight.copy_(packing.pack(packing.to_unsigned(codes, bits), bits))
-    layer.scales.copy_(scale.reshape(-1, n_groups).expand(out_f, n_groups))
-    layer.zero_points.copy_(zero_point.reshape(-1, n_groups).expand(out_f, n_groups).to(torch.int8))
-    if linear.bias is not None:
-        layer.bias.copy_(linear.bias.detach())
-    return layer
 
 
 # --------------------------------------------------------------------------- swapping layers
@@ -159,30 +146,15 @@ def to_learned_scale(model: nn.Module, bits: int = BITS, granularity: str = GRAN
                                  granularity=granularity, group_size=group_size)
 
 
-@torch.no_grad()
-def _fake_to_packed(layer: layers.FakeQuantLinear) -> layers.PackedLinear:
-    q = quant.quantize(layer.weight.detach(), layer.bits, layer.symmetric, layer.granularity,
-                       layer.axis, layer.group_size)
-    if layer.granularity == "per_channel" and layer.axis != 0:
-        raise ValueError("only per-channel grids along the output dimension (axis=0) can be packed")
-    n_groups = _n_groups(layer.in_features, layer.granularity, layer.group_size)
-    return _packed(layer, q.data, q.scale, q.zero_point, layer.bits, n_groups)
-
-
 def to_real_quant(model: nn.Module) -> nn.Module:
-    """Replace every fake-quantized layer by a ``PackedLinear`` holding its codes, in place."""
-    for name, module in list(model.named_modules()):
-        if isinstance(module, LearnedScaleLinear):
-            new = module.to_packed()
-        elif isinstance(module, layers.FakeQuantLinear):
-            new = _fake_to_packed(module)
-        else:
-            continue
-        if not name:
-            return new
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, new)
-    return model
+    """Replace every fake-quantized layer by a ``PackedLinear`` holding its codes, in place.
+
+    Each layer knows its own grid (``FakeQuantLinear.to_packed``, ``LearnedScaleLinear.to_packed``);
+    ``layers.replace_modules`` walks the model.
+    """
+    names = [name for name, module in model.named_modules()
+             if isinstance(module, (layers.FakeQuantLinear, LearnedScaleLinear))]
+    return layers.replace_modules(model, names, lambda layer: layer.to_packed())
 
 
 def ptq(model: nn.Module, bits: int = BITS, granularity: str = GRANULARITY,
@@ -212,8 +184,9 @@ def training_ids(tokenizer, text: str | None = None, every: int = 8) -> torch.Te
 
 def batches(ids: torch.Tensor, batch_size: int, seq_len: int, seed: int = 0):
     """Endless batches of random windows, in an order fixed by ``seed`` (its own generator)."""
-    if len(ids) <= seq_len:
-        raise ValueError(f"the text has {len(ids)} tokens, fewer than seq_len + 1 = {seq_len + 1}")
+    checks.check_int(batch_size, "batch_size", low=1)
+    if checks.check_int(seq_len, "seq_len", low=1) >= len(ids):
+        checks.fail("seq_len", f"fewer than the text's {len(ids)} tokens", seq_len)
     gen = torch.Generator().manual_seed(seed)
     while True:
         starts = torch.randint(0, len(ids) - seq_len, (batch_size,), generator=gen)
@@ -255,8 +228,8 @@ def qat_finetune(model: nn.Module, tokenizer, steps: int = 60, lr: float = 1e-3,
     ``coursekit.models.perplexity`` on the first ``eval_tokens`` held-out tokens, through the
     fake-quantized weights: what the real quantized model will score.
     """
-    if steps < 1 or eval_every < 1:
-        raise ValueError("steps and eval_every must be positive")
+    checks.check_int(steps, "steps", low=1)
+    checks.check_int(eval_every, "eval_every", low=1)
     torch.manual_seed(seed)
     scales = [p for n, p in model.named_parameters() if n.endswith(".scale")]
     others = [p for n, p in model.named_parameters() if not n.endswith(".scale")]

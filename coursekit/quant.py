@@ -1,13 +1,16 @@
 """Linear quantization: one mechanism for every granularity.
 
-A real value r is stored as an integer code q with r ≈ scale * (q - zero_point).
-The lesson's three steps are public functions:
+A real value r is stored as an integer code q with r ≈ scale * (q - zero_point). This file is the
+lesson of notebook 03, in its order:
 
-    choose_qparams(x, ...)              -> scale, zero_point   (from each block's min/max)
-    linear_quantize(x, scale, zp, bits) -> codes               q = clamp(round(x / s) + z)
-    linear_dequantize(codes, scale, zp) -> values              r = s * (q - z)
-
-`quantize` chains them and returns a `QTensor`.
+    qrange(bits)                               -> qmin, qmax    the codes a b-bit integer holds
+    linear_quantize(x, scale, zp, bits)        -> codes         q = clamp(round(x / s) + z, qmin, qmax)
+    linear_dequantize(codes, scale, zp)        -> values        r = s * (q - z)
+    qparams_from_minmax(x_min, x_max, bits)    -> scale, zp     the grid that spans [x_min, x_max]
+    Blocking                                                    a granularity = a way to cut x into blocks
+    choose_qparams(x, ...)                     -> scale, zp     qparams_from_minmax of every block
+    QTensor, quantize(x, ...)                                   the steps, chained on the block view
+    fake_quantize(x, ...)                                       quantize + dequantize; straight-through gradient
 
 Granularity is only a way to cut a tensor into blocks, each with its own scale and zero point:
 
@@ -20,6 +23,12 @@ and view it back. The same few lines serve all three granularities, with no Pyth
 
 Codes are signed, in ``[-2^(b-1), 2^(b-1) - 1]`` (for 8 bits: -128..127), and live in an int8
 tensor; `coursekit.packing` squeezes sub-byte codes together for storage.
+
+Two refinements have modules of their own, so that this one stays the lesson:
+`coursekit.mse_clipping` (``clipping="mse"``: a narrower range than min..max, searched per block)
+and `coursekit.compiled` (large tensors run the same steps compiled by torch.compile).
+Arguments are checked once, where a learner calls in (`coursekit.checks`); the steps take
+``check=False`` when `quantize` calls them, because it has checked the whole tensor already.
 """
 
 from __future__ import annotations
@@ -29,46 +38,113 @@ from dataclasses import dataclass
 
 import torch
 
-GRANULARITIES = ("per_tensor", "per_channel", "per_group")
+# mse_clipping uses the steps below in turn; each module looks the other up only when called
+from . import checks, compiled, mse_clipping
+
 MIN_BITS, MAX_BITS = 2, 8
+GRANULARITIES = ("per_tensor", "per_channel", "per_group")
+CLIPPINGS = ("minmax", "mse")
 
 
-# --------------------------------------------------------------------------- argument checks
-def _check_bits(bits) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise TypeError(f"bits must be an int between {MIN_BITS} and {MAX_BITS}, got {bits!r}")
-    if not MIN_BITS <= bits <= MAX_BITS:
-        raise ValueError(f"bits must be between {MIN_BITS} and {MAX_BITS}, got {bits}")
-    return bits
-
-
-def _check_float_tensor(x, name: str = "x", finite: bool = True) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (e.g. float32), got dtype {x.dtype}")
+def _check_values(x, name: str = "x") -> torch.Tensor:
+    """x as a non-empty floating-point tensor (finiteness is checked where it costs least)."""
+    checks.check_tensor(x, name, floating=True)
     if x.numel() == 0:
-        raise ValueError(f"{name} is empty: there is nothing to quantize")
-    if finite:
-        _check_finite(torch.isfinite(x).all(), name)
+        checks.fail(name, "a non-empty tensor (there is nothing to quantize)", f"shape {tuple(x.shape)}")
     return x
 
 
-def _check_finite(all_finite: torch.Tensor, name: str = "x"):
-    if not bool(all_finite):
-        raise ValueError(f"{name} contains NaN or Inf: quantization needs finite values")
+def _check_finite(all_finite: torch.Tensor, name: str = "x") -> None:
+    if not bool(all_finite):        # reads one value back from the device: the one sync per call
+        checks.fail(name, "finite values (quantization needs them)", "NaN or Inf")
 
 
+# --------------------------------------------------------------------------- the formulas
 def qrange(bits: int) -> tuple[int, int]:
-    """The signed integer range used for codes: (-2^(b-1), 2^(b-1) - 1)."""
-    _check_bits(bits)
+    """The signed integer range used for codes: (-2^(b-1), 2^(b-1) - 1); bits from 2 to 8."""
+    bits = checks.check_int(bits, "bits", MIN_BITS, MAX_BITS)
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def linear_quantize(x: torch.Tensor, scale, zero_point, bits: int = 8, *, check: bool = True) -> torch.Tensor:
+    """Codes q = clamp(round(x / scale) + zero_point, qmin, qmax), as int8.
+
+    `scale` and `zero_point` are numbers or tensors that broadcast against x (per-tensor, or one
+    per channel or per block). Rounding is round-half-to-even, as torch.round does. bits: 2 to 8.
+    ``check=False`` skips the argument checks, for callers that have made them.
+    """
+    if check:
+        bits = checks.check_int(bits, "bits", MIN_BITS, MAX_BITS)
+        _check_finite(torch.isfinite(_check_values(x)).all())
+        scale = torch.as_tensor(scale, dtype=torch.float32, device=x.device)
+        if not bool(((scale > 0) & torch.isfinite(scale)).all()):
+            checks.fail("scale", "positive, finite values",
+                        scale.item() if scale.numel() == 1 else f"a tensor with min {scale.min().item()}")
+        zero_point = torch.as_tensor(zero_point, device=x.device)
+    qmin, qmax = qrange(bits)
+    return torch.clamp(torch.round(x.float() / scale) + zero_point, qmin, qmax).to(torch.int8)
+
+
+def linear_dequantize(codes: torch.Tensor, scale, zero_point, dtype=torch.float32, *,
+                      check: bool = True) -> torch.Tensor:
+    """Values r = scale * (q - zero_point), in `dtype`. ``check=False`` skips the argument checks."""
+    if check:
+        checks.check_tensor(codes, "codes")
+        if codes.is_floating_point():
+            checks.fail("codes", "an integer tensor (the output of linear_quantize)", f"dtype {codes.dtype}")
+        scale = torch.as_tensor(scale, dtype=torch.float32, device=codes.device)
+        zero_point = torch.as_tensor(zero_point, device=codes.device)
+    return ((codes.float() - zero_point) * scale).to(dtype)
+
+
+def _as_float32(value, name: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        return torch.tensor(checks.check_number(value, name), dtype=torch.float32)
+    return value.float()
+
+
+def qparams_from_minmax(x_min, x_max, bits: int = 8, symmetric: bool = False, *, check: bool = True):
+    """Scale and zero point of the grid that spans [x_min, x_max] (numbers, or tensors: one per block).
+
+    Asymmetric: min maps to qmin and max to qmax: scale = (max - min) / (qmax - qmin) and the zero
+    point is the code of 0, qmin - min / scale, rounded (and clipped into range).
+    The range is first widened to include 0, as PyTorch's observers do: then 0 is exactly
+    representable (padding, ReLU zeros) and the zero point always lies inside the code range, so
+    clipping it never pushes real values off the grid.
+    Symmetric: zero point 0 and scale = max|x| / qmax, so +max|x| lands on qmax.
+    A range too narrow for a float32 scale (an all-zero block) would divide by 0 later: there we
+    pick scale max|x| (1 if it is 0) and zero point 0.
+    Returns float32 scales and int8 zero points shaped like x_min. bits: 2 to 8.
+    ``check=False`` skips the argument checks (float32 tensors are then expected).
+    """
+    if check:
+        bits = checks.check_int(bits, "bits", MIN_BITS, MAX_BITS)
+        checks.check_instance(symmetric, "symmetric", bool, "True or False")
+        x_min, x_max = _as_float32(x_min, "x_min"), _as_float32(x_max, "x_max")
+    qmin, qmax = qrange(bits)
+    x_min, x_max = torch.clamp(x_min, max=0.0), torch.clamp(x_max, min=0.0)
+    absmax = torch.maximum(x_min.abs(), x_max.abs())
+    if symmetric:
+        scale, zero_point = absmax / qmax, torch.zeros_like(absmax)
+    else:
+        scale = (x_max - x_min) / (qmax - qmin)
+        zero_point = torch.clamp(torch.round(qmin - x_min / scale), qmin, qmax)
+    degenerate = scale < torch.finfo(torch.float32).tiny
+    scale = torch.where(degenerate, torch.where(absmax > 0, absmax, torch.ones_like(absmax)), scale)
+    zero_point = torch.where(degenerate, torch.zeros_like(zero_point), zero_point)
+    return scale, zero_point.to(torch.int8)
+
+
+_qparams_from_minmax = qparams_from_minmax      # the name notebook 03's prose points to
 
 
 # --------------------------------------------------------------------------- blocks
 @dataclass(frozen=True)
 class Blocking:
-    """How a tensor of `shape` is cut into blocks. Knows how to go to and from the block view."""
+    """How a tensor of `shape` is cut into blocks. Knows how to go to and from the block view.
+
+    Make one with `Blocking.make`, which checks the arguments.
+    """
 
     shape: tuple
     granularity: str = "per_tensor"
@@ -77,38 +153,49 @@ class Blocking:
 
     @staticmethod
     def make(shape, granularity="per_tensor", axis=0, group_size=None) -> "Blocking":
+        """A checked Blocking. granularity: one of GRANULARITIES; axis (per_channel only): an int
+        from -ndim to ndim - 1; group_size (per_group only): an int >= 1 that divides the last dimension."""
         shape = tuple(shape)
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        checks.check_choice(granularity, "granularity", GRANULARITIES)
+        if granularity != "per_tensor" and not shape:
+            checks.fail("granularity", "'per_tensor' for a 0-D tensor (it has no channels or groups)",
+                        repr(granularity))
         if granularity == "per_channel":
-            if isinstance(axis, bool) or not isinstance(axis, int):
-                raise TypeError(f"axis must be an int, got {axis!r}")
-            if not -len(shape) <= axis < len(shape) or len(shape) == 0:
-                raise ValueError(f"axis {axis} is out of range for a tensor with {len(shape)} dimension(s)")
-            axis = axis % len(shape)
+            axis = checks.check_int(axis, "axis", -len(shape), len(shape) - 1) % len(shape)
         else:
             axis = 0
         if granularity == "per_group":
-            if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-                raise ValueError(f"granularity='per_group' needs group_size, a positive int; got {group_size!r}")
-            last = shape[-1] if shape else 1
-            if last % group_size:
-                raise ValueError(
-                    f"the last dimension ({last}) is not divisible by group_size ({group_size}): "
-                    f"pick a group_size that divides it"
-                )
+            if group_size is None:
+                checks.fail("group_size", "an int >= 1 (granularity='per_group' needs one)", None)
+            group_size = checks.check_int(group_size, "group_size", low=1)
+            if shape[-1] % group_size:
+                checks.fail("group_size", f"a divisor of the last dimension ({shape[-1]})", group_size)
         elif group_size is not None:
-            raise ValueError(f"group_size is only used with granularity='per_group', not {granularity!r}")
+            checks.fail("group_size", f"None with granularity={granularity!r} (groups are for 'per_group')",
+                        group_size)
         return Blocking(shape, granularity, axis, group_size)
 
     @property
+    def block_size(self) -> tuple:
+        """The extent of one block along each dimension: torchao's ``block_size`` tuple.
+
+        torchao's quant_primitives (choose_qparams_affine, quantize_affine) express every
+        granularity with it: the whole shape for per_tensor; 1 along `axis` and the full size
+        elsewhere for per_channel; (1, ..., 1, group_size) for per_group.
+        """
+        if self.granularity == "per_tensor":
+            return self.shape
+        if self.granularity == "per_channel":
+            return tuple(1 if d == self.axis else n for d, n in enumerate(self.shape))
+        return (1,) * (len(self.shape) - 1) + (self.group_size,)
+
+    @property
     def n_blocks(self) -> int:
-        numel = math.prod(self.shape)
         if self.granularity == "per_tensor":
             return 1
         if self.granularity == "per_channel":
             return self.shape[self.axis]
-        return numel // self.group_size
+        return math.prod(self.shape) // self.group_size
 
     @property
     def param_shape(self) -> tuple:
@@ -126,6 +213,7 @@ class Blocking:
         return x.reshape(self.n_blocks, -1)
 
     def from_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
+        """The inverse of `to_blocks`: back to `shape`."""
         if self.granularity == "per_channel" and self.axis != 0:
             moved = (self.shape[self.axis],) + tuple(n for d, n in enumerate(self.shape) if d != self.axis)
             return blocks.reshape(moved).movedim(0, self.axis)
@@ -136,33 +224,30 @@ class Blocking:
         return p.reshape(self.n_blocks, 1)
 
 
-# --------------------------------------------------------------------------- the three steps
-def _qparams_from_minmax(x_min, x_max, bits: int, symmetric: bool):
-    """Scale and zero point per block from the block's min and max (float32 columns).
+# --------------------------------------------------------------------------- every block's grid
+def _check_arguments(x, bits, symmetric, granularity, axis, group_size, clipping) -> tuple[int, Blocking]:
+    """The checks of choose_qparams and quantize; finiteness comes later, from the blocks' min/max."""
+    _check_values(x)
+    bits = checks.check_int(bits, "bits", MIN_BITS, MAX_BITS)
+    checks.check_instance(symmetric, "symmetric", bool, "True or False")
+    checks.check_choice(clipping, "clipping", CLIPPINGS)
+    return bits, Blocking.make(x.shape, granularity, axis, group_size)
 
-    Asymmetric: min maps to qmin and max to qmax; the zero point is rounded and clipped into range.
-    The range is first widened to include 0, as PyTorch's observers do: then 0 is exactly
-    representable (padding, ReLU zeros) and the zero point always lies inside the code range, so
-    clipping it never pushes real values off the grid.
-    Symmetric: zero point 0 and scale = max|x| / qmax, so +max|x| lands on qmax.
-    An all-zero block would give scale 0 (and NaN later): there we pick scale 1 and zero point 0.
-    """
-    qmin, qmax = qrange(bits)
-    x_min, x_max = torch.clamp(x_min, max=0.0), torch.clamp(x_max, min=0.0)
-    absmax = torch.maximum(x_min.abs(), x_max.abs())
-    if symmetric:
-        scale = absmax / qmax
-        zero_point = torch.zeros_like(scale)
-        degenerate = scale < torch.finfo(torch.float32).tiny
-    else:
-        scale = (x_max - x_min) / (qmax - qmin)
-        degenerate = scale < torch.finfo(torch.float32).tiny
-        safe = torch.where(degenerate, torch.ones_like(scale), scale)
-        zero_point = torch.round(qmin - x_min / safe).clamp_(qmin, qmax)
-    fallback = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
-    scale = torch.where(degenerate, fallback, scale)
-    zero_point = torch.where(degenerate, torch.zeros_like(zero_point), zero_point)
-    return scale, zero_point.to(torch.int8 if bits <= 8 else torch.int32)
+
+def _block_minmax(blocks: torch.Tensor):
+    """Each block's min and max as float32 columns, and whether they (so all of x) are finite."""
+    # two reductions are faster than torch.aminmax along a dim on CPU; NaN and Inf propagate into them
+    x_min, x_max = blocks.amin(dim=1, keepdim=True).float(), blocks.amax(dim=1, keepdim=True).float()
+    return x_min, x_max, torch.isfinite(x_min).all() & torch.isfinite(x_max).all()
+
+
+def _block_qparams(blocks: torch.Tensor, bits: int, symmetric: bool, clipping: str):
+    """Scale and zero point of every row of the block view, as (n_blocks, 1) columns."""
+    x_min, x_max, finite = _block_minmax(blocks)
+    _check_finite(finite)
+    if clipping == "mse":
+        return mse_clipping.best_qparams(blocks, x_min, x_max, bits, symmetric)
+    return qparams_from_minmax(x_min, x_max, bits, symmetric, check=False)
 
 
 def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
@@ -174,91 +259,9 @@ def choose_qparams(x: torch.Tensor, bits: int = 8, symmetric: bool = False,
     per_tensor, x.shape[axis] entries along `axis` for per_channel, one per group for per_group.
     `clipping="mse"` searches a narrower range per block instead (see `quantize`).
     """
-    _check_bits(bits)
-    _check_float_tensor(x, finite=False)
-    _check_clipping(clipping)
-    blocking = Blocking.make(x.shape, granularity, axis, group_size)
+    bits, blocking = _check_arguments(x, bits, symmetric, granularity, axis, group_size, clipping)
     scale, zero_point = _block_qparams(blocking.to_blocks(x), bits, symmetric, clipping)
     return scale.reshape(blocking.param_shape), zero_point.reshape(blocking.param_shape)
-
-
-CLIPPINGS = ("minmax", "mse")
-#: Fractions of each block's range tried by clipping="mse" (1.0 first: never worse than min/max).
-CLIP_FRACTIONS = tuple(1.0 - 0.025 * i for i in range(21))     # 1.0, 0.975, ..., 0.5
-
-
-def _block_minmax(blocks: torch.Tensor):
-    # two reductions are faster than torch.aminmax along a dim on CPU; NaN and Inf propagate
-    # into them, so checking these (n_blocks, 1) columns is the finiteness check for all of x
-    x_min, x_max = blocks.amin(dim=1, keepdim=True).float(), blocks.amax(dim=1, keepdim=True).float()
-    _check_finite(torch.isfinite(x_min).all() & torch.isfinite(x_max).all())
-    return x_min, x_max
-
-
-def _block_qparams(blocks: torch.Tensor, bits: int, symmetric: bool, clipping: str = "minmax"):
-    x_min, x_max = _block_minmax(blocks)
-    if clipping == "minmax":
-        return _qparams_from_minmax(x_min, x_max, bits, symmetric)
-    return _mse_qparams(blocks, x_min, x_max, bits, symmetric)
-
-
-def _check_clipping(clipping):
-    if clipping not in CLIPPINGS:
-        raise ValueError(f"clipping must be one of {CLIPPINGS}, got {clipping!r}")
-
-
-def _mse_qparams(blocks, x_min, x_max, bits, symmetric):
-    """Per block, the clipping range (a fraction of min..max) whose round trip has the lowest MSE.
-
-    With few bits, the rare largest values stretch the grid for everyone: clipping them trades a
-    large error on a few values for a finer step on all the others. The search is a loop over the
-    candidate fractions; every candidate is evaluated for all blocks at once.
-    """
-    best_err = best_scale = best_zero = None
-    for frac in CLIP_FRACTIONS:
-        scale, zero = _qparams_from_minmax(x_min * frac, x_max * frac, bits, symmetric)
-        back = (_linear_quantize(blocks, scale, zero, bits).float() - zero) * scale
-        err = back.sub_(blocks).pow_(2).sum(dim=1, keepdim=True)
-        if best_err is None:
-            best_err, best_scale, best_zero = err, scale, zero
-        else:
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best_scale = torch.where(better, scale, best_scale)
-            best_zero = torch.where(better, zero, best_zero)
-    return best_scale, best_zero
-
-
-def linear_quantize(x: torch.Tensor, scale, zero_point, bits: int = 8) -> torch.Tensor:
-    """Codes q = clamp(round(x / scale) + zero_point, qmin, qmax), as int8.
-
-    `scale` and `zero_point` are numbers or tensors that broadcast against x (per-tensor or
-    per-channel). Rounding is round-half-to-even, as torch.round does.
-    """
-    _check_bits(bits)
-    _check_float_tensor(x)
-    scale = torch.as_tensor(scale, dtype=torch.float32, device=x.device)
-    if bool((scale <= 0).any()) or not bool(torch.isfinite(scale).all()):
-        raise ValueError("scale must be positive and finite")
-    return _linear_quantize(x, scale, torch.as_tensor(zero_point, device=x.device), bits)
-
-
-def _linear_quantize(x, scale, zero_point, bits):
-    qmin, qmax = qrange(bits)
-    q = x.float() / scale          # the one full-size temporary; the rest happens in place
-    q.round_().add_(zero_point).clamp_(qmin, qmax)
-    return q.to(torch.int8)
-
-
-def linear_dequantize(codes: torch.Tensor, scale, zero_point, dtype=torch.float32) -> torch.Tensor:
-    """Values r = scale * (q - zero_point), in `dtype`."""
-    if not isinstance(codes, torch.Tensor):
-        raise TypeError(f"codes must be a torch.Tensor of integer codes, got {type(codes).__name__}")
-    if codes.is_floating_point():
-        raise TypeError(f"codes must be an integer tensor (the output of linear_quantize), got {codes.dtype}")
-    scale = torch.as_tensor(scale, dtype=torch.float32, device=codes.device)
-    zero_point = torch.as_tensor(zero_point, device=codes.device)
-    return ((codes.float() - zero_point) * scale).to(dtype)
 
 
 # --------------------------------------------------------------------------- QTensor
@@ -286,7 +289,7 @@ class QTensor:
         """Back to floats, with the original shape and dtype."""
         b = self.blocking
         values = linear_dequantize(b.to_blocks(self.data), b.params_to_column(self.scale),
-                                   b.params_to_column(self.zero_point))
+                                   b.params_to_column(self.zero_point), check=False)
         return b.from_blocks(values).to(self.dtype)
 
     @property
@@ -311,9 +314,10 @@ class QTensor:
                 f"{self.granularity}{extra}, blocks={self.scale.numel()})")
 
 
+# --------------------------------------------------------------------------- quantize
 def quantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, granularity: str = "per_tensor",
              axis: int = 0, group_size: int | None = None, *, clipping: str = "minmax") -> QTensor:
-    """Quantize x to `bits`-bit signed codes with one scale and zero point per block.
+    """Quantize x to `bits`-bit signed codes (bits from 2 to 8) with one scale and zero point per block.
 
     clipping="minmax" (the default) maps each block's min and max to the ends of the code range;
     clipping="mse" searches, per block, a narrower range that lowers the mean squared error
@@ -323,89 +327,31 @@ def quantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, granularit
     >>> q.scale.shape, q.data.dtype
     (torch.Size([4, 1]), torch.int8)
     """
-    _check_bits(bits)
-    _check_float_tensor(x, finite=False)
-    _check_clipping(clipping)
-    if not isinstance(symmetric, bool):
-        raise TypeError(f"symmetric must be True or False, got {symmetric!r}")
-    blocking = Blocking.make(x.shape, granularity, axis, group_size)
-    blocks = blocking.to_blocks(x)
-    if clipping == "minmax" and x.numel() >= FAST_PATH_MIN_NUMEL and fast_path.enabled:
-        codes, scale, zero_point = fast_path(blocks, bits, symmetric)
+    bits, blocking = _check_arguments(x, bits, symmetric, granularity, axis, group_size, clipping)
+    blocks = blocking.to_blocks(x)                  # (n_blocks, block_len): one block per row
+    if clipping == "minmax" and fast_path.applies(x):
+        codes, scale, zero_point, finite = fast_path(blocks, bits, symmetric)   # the same steps, compiled
+        _check_finite(finite)
     else:
-        codes, scale, zero_point = _quantize_blocks(blocks, bits, symmetric, clipping)
+        scale, zero_point = _block_qparams(blocks, bits, symmetric, clipping)
+        codes = linear_quantize(blocks, scale, zero_point, bits, check=False)
     return QTensor(blocking.from_blocks(codes), scale.reshape(blocking.param_shape),
                    zero_point.reshape(blocking.param_shape), bits, symmetric, blocking, x.dtype)
 
 
-def _quantize_blocks(blocks: torch.Tensor, bits: int, symmetric: bool, clipping: str = "minmax"):
-    """The whole recipe on the (n_blocks, block_len) view: parameters per row, then codes."""
-    scale, zero_point = _block_qparams(blocks, bits, symmetric, clipping)
-    return _linear_quantize(blocks, scale, zero_point, bits), scale, zero_point
-
-
-# --------------------------------------------------------------------------- fast path
-#: Tensors at least this large (a 4096 x 4096 weight) take the compiled path in `quantize`.
-FAST_PATH_MIN_NUMEL = 4096 * 4096
-
-
-class _FastPath:
-    """`_quantize_blocks` compiled by torch.compile into one or two passes over memory.
-
-    Quantization is memory-bound: the eager recipe above reads and writes the whole tensor at
-    every step (divide, round, add, clamp, cast), so it runs many times slower than one read
-    of the weight. Fused, the same math gives identical codes and scales at close to the
-    speed of a single pass. Compiling takes seconds, so only large tensors use it, where it pays
-    off: quantizing a model means many such matrices, compiled once (shapes are dynamic).
-    If compilation is unavailable or fails, `quantize` quietly keeps the eager path.
-    Switch it off with `fast_path.enabled = False` or COURSEKIT_FAST_QUANT=0.
-    """
-
-    def __init__(self):
-        import os
-        self.enabled = os.environ.get("COURSEKIT_FAST_QUANT", "1") != "0"
-        self._compiled = None
-        self.error: str | None = None
-
-    def __call__(self, blocks, bits, symmetric):
-        try:
-            if self._compiled is None:
-                self._compiled = torch.compile(_fused_minmax_quantize, dynamic=True)
-            codes, scale, zero_point, finite = self._compiled(blocks, bits, symmetric)
-        except Exception as exc:  # no compiler, an unsupported device, ...: eager is always right
-            self.enabled, self.error = False, f"{type(exc).__name__}: {exc}"
-            return _quantize_blocks(blocks, bits, symmetric)
-        _check_finite(finite)
-        return codes, scale, zero_point
-
-
-def _fused_minmax_quantize(blocks, bits: int, symmetric: bool):
-    # the same steps as _quantize_blocks, written without the Python-side finiteness check
-    x_min, x_max = blocks.amin(dim=1, keepdim=True).float(), blocks.amax(dim=1, keepdim=True).float()
-    scale, zero_point = _qparams_from_minmax(x_min, x_max, bits, symmetric)
-    finite = torch.isfinite(x_min).all() & torch.isfinite(x_max).all()
-    return _linear_quantize(blocks, scale, zero_point, bits), scale, zero_point, finite
-
-
-fast_path = _FastPath()
-
-
 def dequantize(q: QTensor) -> torch.Tensor:
     """Same as `q.dequantize()`."""
-    if not isinstance(q, QTensor):
-        raise TypeError(f"q must be a QTensor (the output of quantize), got {type(q).__name__}")
-    return q.dequantize()
+    return checks.check_instance(q, "q", QTensor, "a QTensor (the output of quantize)").dequantize()
 
 
 def quantization_error(x: torch.Tensor, y) -> float:
     """Mean squared error between x and y (y may be a QTensor: it is dequantized first)."""
     if isinstance(y, QTensor):
         y = y.dequantize()
-    for name, t in (("x", x), ("y", y)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    checks.check_tensor(x, "x")
+    checks.check_tensor(y, "y")
     if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        checks.fail("y", f"a tensor of the same shape as x, {tuple(x.shape)}", f"shape {tuple(y.shape)}")
     return float((x.double() - y.double()).pow(2).mean())
 
 
@@ -428,7 +374,23 @@ def fake_quantize(x: torch.Tensor, bits: int = 8, symmetric: bool = False, granu
 
     Rounding has zero gradient almost everywhere, which would stop training; the straight-through
     estimator pretends the round trip is the identity in the backward pass, so gradients flow to x.
+    The arguments are those of `quantize`, which checks them: once per call, which matters in a
+    training loop that fake-quantizes every layer at every step.
     """
-    _check_bits(bits)
-    _check_float_tensor(x.detach() if isinstance(x, torch.Tensor) else x)
     return _RoundTrip.apply(x, bits, symmetric, granularity, axis, group_size, clipping)
+
+
+# --------------------------------------------------------------------------- the compiled fast path
+def _minmax_steps(blocks: torch.Tensor, bits: int, symmetric: bool):
+    """quantize's min/max steps as one function, for torch.compile to fuse (see coursekit.compiled).
+
+    Checking finiteness here would read a value back in the middle of the compiled code: the flag
+    is returned instead, and `quantize` checks it.
+    """
+    x_min, x_max, finite = _block_minmax(blocks)
+    scale, zero_point = qparams_from_minmax(x_min, x_max, bits, symmetric, check=False)
+    return linear_quantize(blocks, scale, zero_point, bits, check=False), scale, zero_point, finite
+
+
+#: `quantize` runs tensors of at least `fast_path.min_numel` elements through this.
+fast_path = compiled.FastPath(_minmax_steps)

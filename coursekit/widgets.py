@@ -20,6 +20,7 @@ import math
 import ipywidgets as widgets
 import torch
 
+from coursekit import checks
 from coursekit import dtypes as _dt
 
 __all__ = ["BitExplorer", "bit_explorer"]
@@ -89,12 +90,8 @@ class BitExplorer:
     """
 
     def __init__(self, dtype=torch.float16, value=1 / 3):
-        dtype = _dt.as_dtype(dtype)
-        if dtype not in _EXPLORER_DTYPES:
-            names = ", ".join(str(d).removeprefix("torch.") for d in _EXPLORER_DTYPES)
-            raise ValueError(f"dtype: expected one of {names}, got {dtype}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"value: expected a number, got {type(value).__name__}")
+        dtype = checks.check_choice(_dt.as_dtype(dtype), "dtype", _EXPLORER_DTYPES)
+        checks.check_instance(value, "value", (int, float), "a number")
         self._busy = False  # guards against widget callbacks triggering each other
         self.dtype_dropdown = widgets.Dropdown(
             options=[(str(d).removeprefix("torch."), d) for d in _EXPLORER_DTYPES],
@@ -237,21 +234,16 @@ class QuantizationExplorer:
     def __init__(self, x: torch.Tensor | None = None, bits: int = 4, symmetric: bool = False,
                  granularity: str = "per_tensor", group_size: int | None = None):
         x = outlier_weight() if x is None else x
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-        if x.dim() == 0:
-            raise ValueError("x: expected a tensor with at least one dimension, got a scalar")
-        _quant._check_float_tensor(x)
-        _quant._check_bits(bits)
-        if granularity not in _quant.GRANULARITIES:
-            raise ValueError(f"granularity: expected one of {_quant.GRANULARITIES}, got {granularity!r}")
-        self.x = x.detach().float().cpu()
+        checks.check_tensor(x, "x", floating=True)
+        if x.dim() == 0 or x.numel() == 0:
+            checks.fail("x", "a non-empty tensor with at least one dimension", f"shape {tuple(x.shape)}")
+        checks.check_int(bits, "bits", _quant.MIN_BITS, _quant.MAX_BITS)
+        checks.check_choice(granularity, "granularity", _quant.GRANULARITIES)
+        self.x = x.detach().float().cpu()       # finite values: checked by quantize in update()
         sizes = _group_sizes(self.x.shape[-1])
         if group_size is None:
             group_size = min(sizes, key=lambda s: abs(s - 16))  # a typical small group
-        if group_size not in sizes:
-            raise ValueError(f"group_size: expected a divisor of the last dimension "
-                             f"({self.x.shape[-1]}), one of {sizes}; got {group_size!r}")
+        checks.check_choice(group_size, "group_size", sizes)     # the divisors of the last dimension
 
         self.bits_slider = widgets.IntSlider(value=bits, min=_quant.MIN_BITS, max=_quant.MAX_BITS,
                                              description="bits", continuous_update=False)

@@ -50,9 +50,9 @@ def test_decode_int_formula():
 
 
 def test_int_bad_inputs():
-    with pytest.raises(ValueError, match=r"-128\.\.127"):
+    with pytest.raises(ValueError, match="value: expected an int from -128 to 127, got 128"):
         dt.int_to_bits(128)
-    with pytest.raises(ValueError, match=r"0\.\.255"):
+    with pytest.raises(ValueError, match="from 0 to 255"):
         dt.int_to_bits(-1, signed=False)
     with pytest.raises(TypeError, match="value"):
         dt.int_to_bits(2.0)

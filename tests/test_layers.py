@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from coursekit import quant
+from coursekit import layers, quant
 from coursekit.layers import (FakeQuantLinear, PackedLinear, W2A16Linear, W4A16Linear, W8A16Linear,
                               linear_names, meta_tensors, replace_linear)
 from coursekit.memory import model_nbytes
@@ -115,6 +115,58 @@ def test_packed_bf16_activations():
     lin = _linear(in_f=128, dtype=torch.bfloat16)
     y = W4A16Linear.from_linear(lin)(torch.randn(2, 128, dtype=torch.bfloat16))
     assert y.dtype == torch.bfloat16
+
+
+def test_from_codes_is_what_from_linear_builds():
+    lin = _linear(in_f=128)
+    q = quant.quantize(lin.weight.detach(), bits=4, granularity="per_group", group_size=32)
+    layer = PackedLinear.from_codes(q.data, q.scale, q.zero_point, bits=4, group_size=32, bias=lin.bias)
+    reference = W4A16Linear.from_linear(lin, group_size=32)
+    assert type(layer) is PackedLinear and repr(layer).endswith("bits=4, group_size=32)")
+    for name, buf in reference.named_buffers():
+        assert torch.equal(getattr(layer, name), buf), name
+    two_bit = W2A16Linear.from_codes(q.data.clamp(-2, 1), q.scale, q.zero_point, group_size=32)
+    assert type(two_bit) is W2A16Linear and two_bit.bits == 2
+
+
+def test_from_codes_one_group_per_row_and_a_shared_scale():
+    codes = torch.tensor([[-2, -1, 0, 1], [1, 1, -2, 0]], dtype=torch.int8)
+    layer = PackedLinear.from_codes(codes, torch.tensor(0.5), torch.tensor(-1), bits=2)   # per-tensor grid
+    assert layer.group_size == 4 and layer.scales.shape == (2, 1) and layer.bias is None
+    assert torch.equal(layer.dequantized_weight(), 0.5 * (codes.float() + 1))
+    with pytest.raises(ValueError, match="scale: expected 2 x 1 entries"):
+        PackedLinear.from_codes(codes, torch.ones(3), torch.zeros(3), bits=2)
+    with pytest.raises(ValueError, match="codes: expected an integer tensor"):
+        PackedLinear.from_codes(codes.float(), torch.tensor(0.5), torch.tensor(0), bits=2)
+
+
+def test_one_line_subclasses_fix_their_width():
+    assert W4A16Linear(64, 8).bits == 4 and W2A16Linear(64, 8).bits == 2 and PackedLinear(64, 8).bits == 4
+    assert repr(W2A16Linear(64, 8, bias=False, group_size=32)) == (
+        "W2A16Linear(in_features=64, out_features=8, bias=False, bits=2, group_size=32)")
+    with pytest.raises(ValueError, match="bits: expected one of 2, got 4"):
+        W2A16Linear.from_linear(nn.Linear(64, 8), bits=4)
+
+
+def test_fake_quant_to_packed_keeps_its_grid():
+    lin = _linear(in_f=64)
+    x = torch.randn(3, 64)
+    for kwargs in (dict(granularity="per_tensor"), dict(granularity="per_channel"), dict(group_size=16),
+                   dict(granularity="per_channel", symmetric=True)):
+        fq = FakeQuantLinear.from_linear(lin, bits=4, **kwargs)
+        packed = fq.to_packed()
+        torch.testing.assert_close(packed.dequantized_weight(), fq.quantized_weight().detach())
+        torch.testing.assert_close(packed(x), fq(x).detach(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="axis: expected 0"):
+        FakeQuantLinear.from_linear(lin, bits=4, granularity="per_channel", axis=1).to_packed()
+
+
+def test_replace_modules_is_the_walk():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 2)))
+    out = layers.replace_modules(model, ["0", "2.0"], lambda m: nn.Identity())
+    assert out is model and isinstance(model[0], nn.Identity) and isinstance(model[2][0], nn.Identity)
+    assert isinstance(model[1], nn.ReLU)
+    assert isinstance(layers.replace_modules(nn.Linear(2, 2), [""], lambda m: nn.Identity()), nn.Identity)
 
 
 # --------------------------------------------------------------------------- FakeQuantLinear
@@ -234,7 +286,7 @@ def test_fake_quant_model_then_real_layers():
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("cls", [W8A16Linear, W4A16Linear, PackedLinear, FakeQuantLinear])
 def test_from_linear_rejects_non_linear(cls):
-    with pytest.raises(TypeError, match="linear must be a torch.nn.Linear, got Conv1d"):
+    with pytest.raises(TypeError, match="linear: expected a torch.nn.Linear, got Conv1d"):
         cls.from_linear(nn.Conv1d(4, 4, 1))
 
 
@@ -243,18 +295,20 @@ def test_group_size_must_divide_in_features():
         W4A16Linear.from_linear(nn.Linear(100, 8))
     with pytest.raises(ValueError, match="must divide"):
         FakeQuantLinear(100, 8, group_size=64)
-    with pytest.raises(ValueError, match="group_size must be a positive int"):
+    with pytest.raises(ValueError, match="group_size: expected an int >= 1, got 0"):
         PackedLinear(64, 8, group_size=0)
 
 
 def test_other_bad_arguments():
-    with pytest.raises(ValueError, match="bits must be one of"):
+    with pytest.raises(ValueError, match="bits: expected one of 2, 4, got 3"):
         PackedLinear(64, 8, bits=3)
-    with pytest.raises(ValueError, match="in_features must be a positive int"):
+    with pytest.raises(ValueError, match="bits: expected one of 4, got 2"):
+        W4A16Linear(64, 8, bits=2)
+    with pytest.raises(ValueError, match="in_features: expected an int >= 1, got 0"):
         W8A16Linear(0, 8)
     with pytest.raises(TypeError, match="layer_cls"):
         replace_linear(nn.Sequential(nn.Linear(2, 2)), layer_cls=nn.Linear)
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match="model: expected a torch.nn.Module, got str"):
         replace_linear("not a model")
 
 

@@ -81,8 +81,17 @@ def test_batches_are_seeded_windows():
     b = next(qat.batches(ids, 4, 16, seed=3))
     assert a.shape == (4, 16) and torch.equal(a, b)
     assert torch.equal(a[:, 1:] - a[:, :-1], torch.ones(4, 15, dtype=a.dtype))   # contiguous windows
-    with pytest.raises(ValueError, match="seq_len"):
+    with pytest.raises(ValueError, match="seq_len: expected fewer than the text's 10 tokens, got 16"):
         next(qat.batches(torch.arange(10), 2, 16))
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="bits: expected an int from 2 to 8, got 1"):
+        qat.LearnedScaleLinear(32, 8, bits=1)
+    with pytest.raises(ValueError, match="steps: expected an int >= 1, got 0"):
+        qat.qat_finetune(nn.Linear(2, 2), tokenizer=None, steps=0)
+    with pytest.raises(ValueError, match="bits: expected one of 2, 4, got 8"):     # 8 bits: W8A16Linear
+        qat.to_real_quant(qat.to_fake_quant(_toy(), bits=8, exclude=()))
 
 
 # ---------------------------------------------------------------- the claim of notebook 09

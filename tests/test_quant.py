@@ -21,6 +21,10 @@ def test_worked_example_scale_and_zero_point():
     assert q.zero_point.item() == -77
     scale, zp = quant.choose_qparams(WORKED)
     assert scale.item() == pytest.approx(3.5788, abs=1e-4) and zp.item() == -77
+    scale, zp = quant.qparams_from_minmax(-184.0, 728.6)          # the same numbers, from min and max
+    assert scale.item() == pytest.approx(3.5788, abs=1e-4) and zp.item() == -77 and zp.dtype == torch.int8
+    scale, zp = quant.qparams_from_minmax(-184.0, 728.6, bits=8, symmetric=True)
+    assert scale.item() == pytest.approx(728.6 / 127) and zp.item() == 0
 
 
 def test_worked_example_given_scale_error_bounded_inside_range():
@@ -55,6 +59,16 @@ def test_error_bounded_and_codes_in_range(bits, symmetric, gran):
     step = q.blocking.from_blocks(q.blocking.params_to_column(q.scale).expand(q.scale.numel(), -1)
                                   .repeat(1, x.numel() // q.scale.numel()))
     assert ((x - back).abs() <= step / 2 + 1e-5).all()
+
+
+@pytest.mark.parametrize("granularity, kwargs, block_size", [
+    ("per_tensor", {}, (6, 8)), ("per_channel", {"axis": 0}, (1, 8)), ("per_channel", {"axis": -1}, (6, 1)),
+    ("per_group", {"group_size": 4}, (1, 4)),
+])
+def test_block_size_is_torchaos_tuple(granularity, kwargs, block_size):
+    b = quant.Blocking.make((6, 8), granularity, **kwargs)
+    assert b.block_size == block_size
+    assert b.n_blocks * torch.Size(block_size).numel() == 48      # the blocks tile the tensor
 
 
 def test_number_of_blocks():
@@ -142,7 +156,7 @@ def test_fake_quantize_values_on_grid_and_straight_through_gradient():
     (dict(bits=1), ValueError, "bits"), (dict(bits=9), ValueError, "bits"), (dict(bits=4.0), TypeError, "bits"),
     (dict(granularity="per_row"), ValueError, "granularity"),
     (dict(granularity="per_channel", axis=2), ValueError, "axis"),
-    (dict(granularity="per_group", group_size=5), ValueError, "divisible"),
+    (dict(granularity="per_group", group_size=5), ValueError, "divisor of the last dimension"),
     (dict(granularity="per_group"), ValueError, "group_size"),
     (dict(group_size=4), ValueError, "group_size"),
     (dict(symmetric="yes"), TypeError, "symmetric"),
@@ -152,8 +166,30 @@ def test_bad_arguments(kwargs, exc, words):
         quantize(torch.randn(4, 8), **kwargs)
 
 
+def test_messages_say_name_expected_and_got():
+    for call in (quantize, quant.fake_quantize, quant.choose_qparams):
+        with pytest.raises(ValueError, match="^bits: expected an int from 2 to 8, got 9$"):
+            call(torch.randn(4, 8), bits=9)
+    with pytest.raises(TypeError, match="^bits: expected an int from 2 to 8, got bool$"):
+        quant.qrange(True)
+    with pytest.raises(ValueError, match="^granularity: expected one of 'per_tensor', 'per_channel', "
+                                         "'per_group', got 'per_row'$"):
+        quantize(torch.randn(4, 8), granularity="per_row")
+    with pytest.raises(ValueError, match="^x: expected finite values"):
+        quant.fake_quantize(torch.tensor([1.0, float("nan")]))
+
+
+def test_fake_quantize_checks_finiteness_once(monkeypatch):
+    """One read-back per call: fake_quantize runs in every layer at every training step."""
+    calls = []
+    check = quant._check_finite
+    monkeypatch.setattr(quant, "_check_finite", lambda *args: calls.append(1) or check(*args))
+    quant.fake_quantize(torch.randn(8, 32, requires_grad=True), bits=4, granularity="per_group", group_size=8)
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("x, exc, words", [
-    (torch.arange(6).reshape(2, 3), TypeError, "floating-point"),
+    (torch.arange(6).reshape(2, 3), ValueError, "floating-point"),
     (torch.tensor([1.0, float("nan")]), ValueError, "NaN"),
     (torch.tensor([1.0, float("inf")]), ValueError, "Inf"),
     ([1.0, 2.0], TypeError, "torch.Tensor"),
@@ -167,7 +203,7 @@ def test_bad_tensors(x, exc, words):
 def test_bad_scale_and_codes():
     with pytest.raises(ValueError, match="scale"):
         quant.linear_quantize(torch.randn(3), 0.0, 0)
-    with pytest.raises(TypeError, match="integer"):
+    with pytest.raises(ValueError, match="integer"):
         quant.linear_dequantize(torch.randn(3), 1.0, 0)
     with pytest.raises(ValueError, match="same shape"):
         quantization_error(torch.randn(3), torch.randn(4))
@@ -197,7 +233,7 @@ def test_mse_clipping_fake_quantize_and_bad_value():
 # ---------------------------------------------------------------- the compiled fast path
 def test_fast_path_gives_identical_codes_and_scales(monkeypatch):
     """Large tensors take a torch.compile'd path; it must agree exactly with the eager recipe."""
-    monkeypatch.setattr(quant, "FAST_PATH_MIN_NUMEL", 1)
+    monkeypatch.setattr(quant.fast_path, "min_numel", 1)
     w = torch.randn(96, 256, generator=torch.Generator().manual_seed(3)) * 3
     for kwargs in (dict(bits=8, symmetric=True, granularity="per_channel"),
                    dict(bits=4, granularity="per_group", group_size=128),

@@ -100,7 +100,7 @@ def test_displays_itself_with_a_short_text_repr(explorer):
 def test_bad_inputs():
     with pytest.raises(TypeError, match="x"):
         QuantizationExplorer([1.0, 2.0])
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(ValueError, match="floating-point"):
         QuantizationExplorer(torch.arange(8))
     with pytest.raises(ValueError, match="bits"):
         QuantizationExplorer(bits=9)
