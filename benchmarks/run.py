@@ -23,12 +23,12 @@ import torch  # noqa: E402
 
 from coursekit import models, plots  # noqa: E402
 
-from . import accuracy, latency, notebook_times, sizes, speed  # noqa: E402
+from . import accuracy, decode, latency, notebook_times, sizes, speed  # noqa: E402
 
-SECTIONS = ("speed", "memory", "accuracy", "notebooks", "grading", "latency")
+SECTIONS = ("speed", "memory", "accuracy", "notebooks", "grading", "latency", "decode")
 TITLES = {"speed": "1. Quantizer speed", "memory": "2. Memory", "accuracy": "3. Accuracy",
           "notebooks": "4. Notebook wall times", "grading": "5. Grading throughput",
-          "latency": "6. Inference latency"}
+          "latency": "6. Inference latency", "decode": "7. Decoding: when do int8/int4 weights make it faster?"}
 
 
 def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
@@ -69,6 +69,9 @@ def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
         model, tok = lm()
         r = latency.run(model, tok, n=512 if quick else 4096, repeats=3 if quick else 7)
         return r, latency.to_markdown(r)
+    if name == "decode":   # about 30 s on 2 quiet cores; quick: small layers that fit in cache
+        r = decode.run(n=1024, n_layers=4, repeats=2, batch_repeats=1) if quick else decode.run()
+        return r, decode.to_markdown(r)
     raise ValueError(f"unknown section {name!r}; choose from {SECTIONS}")
 
 
