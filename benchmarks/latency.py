@@ -1,7 +1,8 @@
-"""Inference latency: does quantization make it faster? On a CPU, mostly not — measured here.
+"""Inference latency of the readable layers against fp32, bf16 and optimum-quanto, measured here.
 
-coursekit's layers dequantize their weights on the fly and then run an ordinary float matmul, so
-they save memory but add work. Speed-ups need integer or fused low-bit kernels.
+coursekit's readable layers dequantize their weights on the fly and then run an ordinary float
+matmul, so they save memory but add work. The fused kernels (coursekit.kernels) are timed in the
+decode section (benchmarks/decode.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from coursekit import layers
+from coursekit import kernels, layers
 
 from . import variants
 from .timing import interleaved_median_ms
@@ -22,10 +23,7 @@ CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "av
 
 
 def _cpu_features() -> list[str]:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return []
+    flags = kernels.cpu_flags() or set()
     return [f for f in CPU_FEATURES if f in flags]
 
 

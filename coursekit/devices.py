@@ -29,10 +29,10 @@ def get_device() -> torch.device:
 class DeviceInfo:
     """What the current device is and whether it does half precision in hardware.
 
-    On a CPU we report fp16 and bf16 as emulated: PyTorch runs them, often slower than fp32
-    (some recent CPUs have bf16 instructions, but we keep the claim simple and safe).
-    On CUDA, fp16 is native; bf16 is native from compute capability 8.0 (Ampere) on, and
-    emulated on older GPUs such as the T4 (7.5).
+    On a CPU the answer comes from the CPU's own flags (/proc/cpuinfo): bf16 is native with
+    AVX512-BF16 or AMX-BF16, fp16 with AVX512-FP16 or AMX-FP16; otherwise PyTorch emulates them,
+    often slower than fp32. On CUDA, fp16 is native; bf16 is native from compute capability 8.0
+    (Ampere) on, and emulated on older GPUs such as the T4 (7.5).
     """
 
     device: torch.device
@@ -59,7 +59,11 @@ def device_info(device=None) -> DeviceInfo:
         major, minor = torch.cuda.get_device_capability(idx)
         name = f"{torch.cuda.get_device_name(idx)} (compute capability {major}.{minor})"
         return DeviceInfo(device, name, True, major >= 8)
-    return DeviceInfo(device, platform.processor() or platform.machine() or "CPU", False, False)
+    from . import kernels  # the CPU's own flags; None where /proc/cpuinfo is missing
+    flags = kernels.cpu_flags() or set()
+    return DeviceInfo(device, platform.processor() or platform.machine() or "CPU",
+                      fp16_native=bool(flags & {"avx512_fp16", "amx_fp16"}),
+                      bf16_native=bool(flags & {"avx512_bf16", "amx_bf16"}))
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -41,6 +41,9 @@ Every layer says which way it computed: ``layer.path`` is the path of the last c
 from __future__ import annotations
 
 import functools
+import os
+import re
+import subprocess
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +52,8 @@ from torch import nn
 
 from . import checks, quant
 
-__all__ = ["Int8WeightLinear", "Int4WeightLinear", "CPUFeatures", "cpu_features", "INT4_GROUP_SIZES"]
+__all__ = ["Int8WeightLinear", "Int4WeightLinear", "CPUFeatures", "cpu_features", "INT4_GROUP_SIZES",
+           "llc_bytes"]
 
 #: Group sizes ``_weight_int4pack_mm_for_cpu`` accepts.
 INT4_GROUP_SIZES = (32, 64, 128, 256)
@@ -104,7 +108,8 @@ class CPUFeatures:
 _FLAG_NAMES = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def _cpuinfo_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
+def cpu_flags(path: str = "/proc/cpuinfo") -> set[str] | None:
+    """Every flag the CPU reports in /proc/cpuinfo ("avx512_bf16", ...), or None where there is none."""
     try:
         with open(path) as f:
             for line in f:
@@ -123,7 +128,7 @@ def cpu_features() -> CPUFeatures:
     (AVX512 implies avx2 and avx512f); the finer flags are then reported False.
     """
     capability = torch.backends.cpu.get_cpu_capability()
-    flags = _cpuinfo_flags()
+    flags = cpu_flags()
     if flags is not None:
         return CPUFeatures(*(name in flags for name in _FLAG_NAMES), capability=capability,
                            source="/proc/cpuinfo")
@@ -415,3 +420,82 @@ def _check_int4_shape(in_features: int, out_features: int, group_size, prefix: s
         checks.fail(f"{prefix}out_features", f"a multiple of {INT4_ROW_BLOCK} (the int4 kernel packs rows in blocks "
                     "of 16; keep this layer in float, e.g. replace_linear(..., exclude=...))", out_features)
     return group_size
+
+
+# --------------------------------------------------------------------------- the last-level cache
+#: What ``llc_bytes`` assumes when the system does not say: a common size on desktop and server CPUs.
+ASSUMED_LLC_BYTES = 32 * 2 ** 20
+_SYSFS_CACHE = "/sys/devices/system/cpu/cpu0/cache"
+_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}
+
+
+def _parse_size(text: str) -> int | None:
+    """ "32768K" or "1024 K" or "33554432" -> bytes; None if it is not a size."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text)
+    return int(m.group(1)) * _UNITS[m.group(2)] if m else None
+
+
+def _llc_from_sysfs(root: str) -> tuple[int, int] | None:
+    """(level, bytes) of the highest data-holding cache of cpu0, from Linux's sysfs."""
+    found = []
+    try:
+        indices = sorted(os.listdir(root))
+    except OSError:
+        return None
+    for name in indices:
+        if not name.startswith("index"):
+            continue
+        try:
+            def read(field, name=name):
+                with open(os.path.join(root, name, field)) as f:
+                    return f.read().strip()
+            level, kind, size = int(read("level")), read("type"), _parse_size(read("size"))
+        except (OSError, ValueError):
+            continue
+        if kind in ("Unified", "Data") and size:
+            found.append((level, size))
+    return max(found) if found else None
+
+
+def _run(*command: str) -> str:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _llc_from_lscpu() -> tuple[int, int] | None:
+    """(level, bytes of one instance) from ``lscpu -B``, whose sizes are totals over all instances."""
+    out = _run("lscpu", "-B")
+    for level in (3, 2):
+        m = re.search(rf"^L{level} cache:\s*(\d+)\s*(?:\((\d+) instances?\))?", out, re.M)
+        if m:
+            return level, int(m.group(1)) // int(m.group(2) or 1)
+    return None
+
+
+def _llc_from_sysctl() -> tuple[int, int] | None:
+    """(level, bytes) from macOS's sysctl (Apple silicon reports no L3: its L2 is the last level)."""
+    for level in (3, 2):
+        size = _parse_size(_run("sysctl", "-n", f"hw.l{level}cachesize"))
+        if size:
+            return level, size
+    return None
+
+
+def llc_bytes(sysfs_root: str = _SYSFS_CACHE) -> tuple[int, str]:
+    """Size in bytes of one last-level cache (LLC) of this CPU, and where the number came from.
+
+    Weights that fit in the LLC are read from it, not from memory, once they have been used: a
+    speed test of memory-bound work must stream several times this many bytes (notebook 10 and
+    ``benchmarks/decode.py`` do). The size is that of the cache cpu0 sees, shared by some or all
+    cores. Read from Linux's sysfs, else ``lscpu -B``, else macOS's ``sysctl``; where none answers,
+    ``ASSUMED_LLC_BYTES``, and the source says "assumed".
+    """
+    for source, read in (("sysfs", lambda: _llc_from_sysfs(sysfs_root)), ("lscpu", _llc_from_lscpu),
+                         ("sysctl", _llc_from_sysctl)):
+        found = read()
+        if found:
+            level, size = found
+            return size, f"L{level}, from {source}"
+    return ASSUMED_LLC_BYTES, f"unknown: assumed {ASSUMED_LLC_BYTES // 2 ** 20} MiB"

@@ -31,7 +31,7 @@ from . import checks
 
 __all__ = [
     "bytes_per_param", "nbytes_for", "format_bytes", "MemoryRow", "memory_table",
-    "format_memory_table", "model_nbytes", "tensor_nbytes", "peak_memory", "GB",
+    "format_memory_table", "WEIGHT_SHARE", "model_nbytes", "tensor_nbytes", "peak_memory", "GB",
 ]
 
 GB = 1e9
@@ -101,24 +101,32 @@ class MemoryRow:
     fits: bool
 
 
-def memory_table(n_params, dtypes=("fp32", "fp16", "bf16", "int8", "int4"), device_gb=16):
+#: The course's working rule for "does it fit?": the weights may take at most this share of the
+#: GPU's memory; activations, the KV cache and the CUDA context need the rest (notebooks 01 and 04).
+WEIGHT_SHARE = 0.8
+
+
+def memory_table(n_params, dtypes=("fp32", "fp16", "bf16", "int8", "int4"), device_gb=16,
+                 weight_share=WEIGHT_SHARE):
     """Weight memory of an ``n_params`` model in each dtype, and whether it fits on the device.
 
-    ``device_gb`` is in GB of 10^9 bytes (a T4 is 16). "Fits" is weights only: real use also needs
-    room for activations and the KV cache, so a row that barely fits will not run in practice.
+    ``device_gb`` is in GB of 10^9 bytes (a T4 is 16). A row fits when its weights take at most
+    ``weight_share`` of the device (the course's 80 % rule): a model whose weights fill the whole
+    GPU has no room left to run.
     """
     checks.check_number(device_gb, "device_gb", positive=True)
+    checks.check_number(weight_share, "weight_share", positive=True, high=1)
     rows = []
     for dtype in dtypes:
         name = str(dtype).removeprefix("torch.")
         nbytes = nbytes_for(n_params, dtype)
-        rows.append(MemoryRow(name, bytes_per_param(dtype), nbytes, nbytes <= device_gb * GB))
+        rows.append(MemoryRow(name, bytes_per_param(dtype), nbytes, nbytes <= weight_share * device_gb * GB))
     return rows
 
 
-def format_memory_table(rows: list[MemoryRow], device_gb=16) -> str:
+def format_memory_table(rows: list[MemoryRow], device_gb=16, weight_share=WEIGHT_SHARE) -> str:
     """Aligned plain-text view of ``memory_table`` rows, stable for notebook output comparison."""
-    lines = [("dtype", "bytes/param", "weights", f"fits in {device_gb:g} GB")]
+    lines = [("dtype", "bytes/param", "weights", f"fits ({weight_share:.0%} of {device_gb:g} GB)")]
     lines += [(r.dtype, f"{r.bytes_per_param:g}", format_bytes(r.nbytes), "yes" if r.fits else "no")
               for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(4)]

@@ -20,10 +20,13 @@ def test_seven_billion_on_a_t4():
     assert mem.format_bytes(mem.nbytes_for(7e9, "fp16")) == "14.00 GB"
     rows = mem.memory_table(7e9)
     assert [r.dtype for r in rows] == ["fp32", "fp16", "bf16", "int8", "int4"]
-    assert [r.fits for r in rows] == [False, True, True, True, True]
+    # the course's rule (notebooks 01 and 04): weights take at most 80 % of the GPU
+    assert [r.fits for r in rows] == [False, False, False, True, True]
     assert rows[-1].nbytes == 3.5e9
     table = mem.format_memory_table(rows)
-    assert "28.00 GB" in table and "3.50 GB" in table
+    assert "28.00 GB" in table and "3.50 GB" in table and "fits (80% of 16 GB)" in table
+    assert [r.fits for r in mem.memory_table(6.4e9, dtypes=("bf16",))] == [True]    # 12.8 GB: exactly 80 %
+    assert [r.fits for r in mem.memory_table(7e9, weight_share=1.0)] == [False, True, True, True, True]
 
 
 def test_format_bytes_units():

@@ -244,7 +244,20 @@ def test_device_helpers():
     info = models.device_info()
     assert info.device == dev and info.name and dev.type in str(info)
     cpu = models.device_info("cpu")
-    assert not cpu.fp16_native and not cpu.bf16_native and "emulated" in cpu.summary
+    from coursekit.kernels import cpu_flags
+    flags = cpu_flags() or set()
+    assert cpu.bf16_native == bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert cpu.fp16_native == bool(flags & {"avx512_fp16", "amx_fp16"})
+    assert ("bf16 native" if cpu.bf16_native else "bf16 emulated") in cpu.summary
+
+
+def test_device_info_reads_the_cpu_flags(monkeypatch):
+    from coursekit import kernels
+    monkeypatch.setattr(kernels, "cpu_flags", lambda path="/proc/cpuinfo": {"avx2", "avx512_bf16"})
+    info = models.device_info("cpu")
+    assert info.bf16_native and not info.fp16_native
+    monkeypatch.setattr(kernels, "cpu_flags", lambda path="/proc/cpuinfo": None)
+    assert "fp16 emulated, bf16 emulated" in models.device_info("cpu").summary
 
 
 def test_model_device_follows_the_weights_and_skips_meta():

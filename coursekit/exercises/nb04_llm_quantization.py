@@ -17,7 +17,7 @@ import torch
 
 from .spec import exercise, seeded
 
-GPU_HEADROOM = 0.8            # fits_on_gpu: weights may use at most 80% of the GPU's memory
+from ..memory import WEIGHT_SHARE as GPU_HEADROOM   # fits_on_gpu: weights may use at most 80% of the GPU
 BYTES_PER_GROUP = 4           # bytes_for_model: a 16-bit scale and a 16-bit zero point per group
 
 
