@@ -29,6 +29,7 @@ FAKE = [
 @pytest.fixture(autouse=True)
 def fake_registry(monkeypatch):
     monkeypatch.setattr(exercises, "_REGISTRY", {e.id: e for e in FAKE})
+    monkeypatch.setattr(exercises, "_FAILED_ATTEMPTS", {})   # a fresh kernel: no failed attempt yet
 
 
 def test_correct_answer_passes():
@@ -65,6 +66,7 @@ def test_not_implemented_is_not_done_yet():
         raise NotImplementedError
     r = evaluate("99.double", stub)
     assert r.status == "not_done" and "not done yet" in r.message
+    assert "Hint" not in r.message and r.hint_level == 0      # no hint before a real attempt
 
 
 def test_learner_exception_is_reported_in_learner_terms(capsys):
@@ -139,8 +141,9 @@ def test_every_real_spec_says_a_stub_is_not_done_yet(monkeypatch, exercise_id):
 
     def stub(*args):
         raise NotImplementedError
-    r = evaluate(exercise_id, stub)
-    assert r.status == "not_done" and "not done yet" in r.message
+    for _ in range(2):      # Run All on a learner copy, twice: never a hint
+        r = evaluate(exercise_id, stub)
+        assert r.status == "not_done" and "not done yet" in r.message and "Hint" not in r.message
 
 
 def test_every_real_spec_rejects_a_wrong_answer(monkeypatch):

@@ -8,7 +8,14 @@ import math
 import pytest
 import torch
 
-from coursekit.exercises import evaluate, get_exercise, list_exercises
+from coursekit.exercises import evaluate, get_exercise, list_exercises, reset_attempts
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernel():
+    """No failed attempts counted yet, as in a fresh kernel: a first failure shows hint level 1."""
+    reset_attempts()
+
 
 F = torch.nn.functional
 

@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from coursekit import quant
-from coursekit.exercises import evaluate, list_exercises
+from coursekit.exercises import evaluate, list_exercises, reset_attempts
 from coursekit.exercises import nb03_quantization_theory as nb03
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernel():
+    """No failed attempts counted yet, as in a fresh kernel: a first failure shows hint level 1."""
+    reset_attempts()
+
 
 IDS = ["03.linear_quantize", "03.linear_dequantize", "03.scale_and_zero_point", "03.mse"]
 

@@ -13,8 +13,15 @@ import pytest
 import torch
 
 from coursekit import memory
-from coursekit.exercises import evaluate, get_exercise, list_exercises
+from coursekit.exercises import evaluate, get_exercise, list_exercises, reset_attempts
 from coursekit.exercises import nb04_llm_quantization as nb04
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernel():
+    """No failed attempts counted yet, as in a fresh kernel: a first failure shows hint level 1."""
+    reset_attempts()
+
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "04_llm_quantization.ipynb"
 IDS = ["04.perplexity_from_losses", "04.bytes_for_model", "04.fits_on_gpu", "04.relative_increase",

@@ -12,9 +12,16 @@ import pytest
 import torch
 
 from coursekit import quant
-from coursekit.exercises import evaluate, get_exercise, list_exercises
+from coursekit.exercises import evaluate, get_exercise, list_exercises, reset_attempts
 from coursekit.exercises import nb05_symmetric_vs_asymmetric as nb05
 from coursekit.exercises import nb06_granularity as nb06
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernel():
+    """No failed attempts counted yet, as in a fresh kernel: a first failure shows hint level 1."""
+    reset_attempts()
+
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 IDS = ["05.symmetric_scale", "05.symmetric_quantize", "05.fraction_of_range_used", "05.choose_mode",

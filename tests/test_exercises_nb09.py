@@ -3,9 +3,16 @@
 import pytest
 import torch
 
-from coursekit.exercises import evaluate, get_exercise
+from coursekit.exercises import evaluate, get_exercise, reset_attempts
 from coursekit.exercises import nb09_quantization_aware_training as nb09
 from coursekit.exercises.spec import exercises_in
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernel():
+    """No failed attempts counted yet, as in a fresh kernel: a first failure shows hint level 1."""
+    reset_attempts()
+
 
 IDS = [e.id for e in exercises_in(nb09)]
 

@@ -5,6 +5,12 @@ reference functions declared with `@exercise`. `check` runs the learner's functi
 cases (`outcome.call`) and has `verdict.judge` compare the outcomes with the reference, the very
 function the grader uses. It never raises, and when the learner's code raises, it reports that
 error as the learner's own (their line, not coursekit's internals).
+
+Hints are progressive and come only after a try that did not work. The kernel counts each
+exercise's failed attempts (a check whose status is failed or error); the k-th one ends with
+level k of the exercise's hint (the last level from then on). A stub ("not done yet"), something
+that is not a function, and a pass show no hint; a pass does not reset the count, and
+`reset_attempts` starts the hints over. So Run All on a learner copy shows no hint at all.
 """
 
 from __future__ import annotations
@@ -16,14 +22,16 @@ from dataclasses import dataclass
 
 from .compare import clone_args, describe
 from .outcome import Handed, call, handed
-from .spec import Exercise, exercise, exercises_in
-from .verdict import Status, Voice, judge
+from .spec import Exercise, Hint, exercise, exercises_in
+from .verdict import HINTED, Status, Voice, judge
 
-__all__ = ["check", "evaluate", "get_exercise", "list_exercises", "Exercise", "exercise", "CheckResult"]
+__all__ = ["check", "evaluate", "reset_attempts", "get_exercise", "list_exercises", "Exercise", "Hint",
+           "exercise", "CheckResult"]
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _PACKAGE_DIR = os.path.dirname(_HERE)
 _REGISTRY: dict[str, Exercise] | None = None
+_FAILED_ATTEMPTS: dict[str, int] = {}   # exercise id -> failed attempts in this kernel
 
 
 def _registry() -> dict[str, Exercise]:
@@ -58,6 +66,7 @@ class CheckResult:
     message: str
     points: float = 0.0
     max_points: float = 0.0
+    hint_level: int = 0      # the level of the hint the message ends with; 0: no hint
 
     @property
     def passed(self) -> bool:
@@ -72,8 +81,22 @@ def _is_ours(filename: str) -> bool:
     return os.path.abspath(filename).startswith(_PACKAGE_DIR)
 
 
+def reset_attempts(exercise_id: str | None = None) -> None:
+    """Forget the failed attempts counted so far, of one exercise or of all: hints start over at
+    level 1."""
+    if exercise_id is None:
+        _FAILED_ATTEMPTS.clear()
+    else:
+        _FAILED_ATTEMPTS.pop(exercise_id, None)
+
+
 def evaluate(exercise_id, answer) -> CheckResult:
-    """Compare `answer` with the reference on every hidden case. Never raises."""
+    """Compare `answer` with the reference on every hidden case. Never raises.
+
+    The result's message is what `check` prints. An attempt that fails or raises counts as one
+    more failed attempt of this exercise in this kernel, and its message ends with the hint level
+    of that count (see the module's docstring); the status and the points never depend on it.
+    """
     try:
         ex = get_exercise(exercise_id)
     except (KeyError, TypeError):
@@ -87,12 +110,18 @@ def evaluate(exercise_id, answer) -> CheckResult:
             expected.append(ex.reference(*clone_args(case)))
             outcomes.append(call(answer, clone_args(case), _is_ours))
     what = describe(answer) if given is Handed.NOT_A_FUNCTION else ""
-    verdict = judge(ex, cases, expected, given, outcomes, Voice.NOTEBOOK, what)
-    return CheckResult(ex.id, verdict.status, verdict.message, verdict.points, ex.points)
+    attempt = _FAILED_ATTEMPTS.get(ex.id, 0) + 1        # the count, should this attempt fail
+    verdict = judge(ex, cases, expected, given, outcomes, Voice.NOTEBOOK, what, hint_level=attempt)
+    hinted = verdict.status in HINTED
+    if hinted:
+        _FAILED_ATTEMPTS[ex.id] = attempt
+    level = min(attempt, len(ex.hints)) if hinted else 0
+    return CheckResult(ex.id, verdict.status, verdict.message, verdict.points, ex.points, level)
 
 
 def check(exercise_id, answer) -> None:
-    """Check an exercise and print the verdict: passed, or what was expected and what you gave."""
+    """Check an exercise and print the verdict: passed, or what was expected and what you gave
+    (and, after a failed attempt, a hint: a nudge first, more concrete with each failed attempt)."""
     try:
         print(evaluate(exercise_id, answer).message)
     except Exception as exc:  # a bug of ours must not look like the learner's fault, nor crash their cell

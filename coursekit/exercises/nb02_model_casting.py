@@ -24,7 +24,11 @@ def _bytes_cases():
 
 
 @exercise(title="bytes of a tensor", cases=_bytes_cases, atol=0.0, rtol=0.0,
-          hint="numel() elements times element_size() bytes each; don't assume 4 bytes per element.")
+          hint=("a tensor's data is its number of elements times the size of one element, and that size "
+                "depends on the dtype (float32: 4 bytes, bf16: 2, int8 and bool: 1, float64: 8). Don't "
+                "assume 4.",
+                "the tensor knows both: t.numel() counts the elements and t.element_size() gives the "
+                "bytes of one element."))
 def tensor_bytes(t):
     """Bytes of memory the elements of tensor `t` take (numel x bytes per element)."""
     return t.numel() * t.element_size()
@@ -46,7 +50,10 @@ def _diff_cases():
 
 
 @exercise(title="mean absolute difference of two tensors", cases=_diff_cases, atol=1e-9, rtol=1e-5,
-          hint="convert both to float32 first, then (a - b).abs().mean(); return a Python float (.item()).")
+          hint=("subtract, keep each difference's size whatever its sign, average over every element. "
+                "The inputs may be bf16 or fp16: do the arithmetic in float32. Return a Python float, "
+                "not a tensor.",
+                "convert both with .float() first, then (a - b).abs().mean(), and .item() at the end."))
 def mean_abs_diff(a, b):
     """Mean absolute difference of two same-shape tensors, computed in float32, as a Python float."""
     return (a.float() - b.float()).abs().mean().item()
@@ -61,8 +68,12 @@ def _cosine_cases():
 
 
 @exercise(title="mean cosine similarity of matching rows", cases=_cosine_cases, atol=1e-6, rtol=1e-5,
-          hint="the cosine of two vectors is their dot product divided by the product of their norms; "
-               "compute one per row (torch.nn.functional.cosine_similarity(a, b, dim=-1)) and average.")
+          hint=("compare the rows in pairs: row i of a with row i of b gives one cosine, and the answer "
+                "is the mean of those cosines, not one cosine of the two whole matrices. Work in float32 "
+                "and return a Python float.",
+                "a cosine is the dot product over the product of the norms; "
+                "torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1) gives one per row. "
+                "Then .mean().item()."))
 def mean_cosine(a, b):
     """Mean, over rows, of the cosine similarity between row i of `a` and row i of `b` (float32)."""
     return torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1).mean().item()
@@ -80,8 +91,11 @@ def _ppl_cases():
 
 
 @exercise(title="perplexity from logits", cases=_ppl_cases, atol=1e-9, rtol=1e-4,
-          hint="perplexity = exp(mean cross-entropy); torch.nn.functional.cross_entropy(logits.float(), "
-               "targets) gives the mean cross-entropy. Compute in float32, even for bf16 logits.")
+          hint=("perplexity is the exponential of the average negative log-probability the model gives "
+                "to the right next token. Logits are not probabilities yet, and bf16 logits should go to "
+                "float32 first.",
+                "torch.nn.functional.cross_entropy(logits.float(), targets) applies the softmax itself "
+                "and returns that average; math.exp of its .item() is the perplexity."))
 def perplexity_from_logits(logits, targets):
     """exp(mean cross-entropy) of next-token `targets` (n,) under `logits` (n, vocab), in float32."""
     return math.exp(torch.nn.functional.cross_entropy(logits.float(), targets).item())
@@ -96,8 +110,11 @@ def _top1_cases():
 
 @exercise(title="how often two models pick the same next token", cases=_top1_cases,
           atol=1e-9, rtol=1e-6,
-          hint="argmax over the last dimension of each, compare, and take the mean of the matches "
-               "as a float.")
+          hint=("a model's pick at a position is the token with the largest logit. Count the positions "
+                "where both picks are the same, as a share of all positions: a number between 0 and 1, "
+                "as a Python float.",
+                "argmax over the last dimension of each, compare with ==, turn the booleans into floats "
+                "and take .mean().item()."))
 def top1_agreement(logits_a, logits_b):
     """Fraction of positions where both logits pick the same top token (argmax over the last dim)."""
     return (logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean().item()

@@ -35,8 +35,12 @@ def _quantize_cases():
 
 
 @exercise(title="codes q = clip(round(x / s) + z)", cases=_quantize_cases, points=2,
-          hint="divide by the scale, round with torch.round, add the zero point, clip to [-128, 127] "
-               "with .clamp, and only then convert with .to(torch.int8) (converting first wraps around).")
+          hint=("three steps: scale and round, shift by the zero point, keep the result inside int8's "
+                "range [-128, 127]. Their order matters: what becomes of a code of 200 if you change the "
+                "dtype before limiting it?",
+                "round x / scale with torch.round (halves go to even), add the zero point, clamp to "
+                "[-128, 127], and only then convert with .to(torch.int8): converting first wraps "
+                "out-of-range values around."))
 def linear_quantize(x, scale, zero_point):
     q = torch.round(x / scale) + zero_point
     return q.clamp(QMIN, QMAX).to(torch.int8)
@@ -57,8 +61,10 @@ def _dequantize_cases():
 
 
 @exercise(title="values r = s (q - z)", cases=_dequantize_cases, points=1,
-          hint="turn the int8 codes into floats with codes.float() before subtracting the zero point: "
-               "in int8, 127 - (-77) overflows. Return float32.")
+          hint=("the formula is the one in the title; the trap is the arithmetic type. In int8, 127 - "
+                "(-77) = 204 does not fit and wraps around. The result is float32.",
+                "turn the codes into floats with codes.float() before you subtract the zero point, then "
+                "multiply by the scale."))
 def linear_dequantize(codes, scale, zero_point):
     return scale * (codes.float() - zero_point)
 
@@ -80,9 +86,13 @@ def _qparams_cases():
 
 @exercise(title="asymmetric int8 scale and zero point from min and max", cases=_qparams_cases,
           points=2, atol=1e-6, rtol=1e-5,
-          hint="widen the range to include 0 (r_min = min(x.min(), 0), r_max = max(x.max(), 0)); "
-               "s = (r_max - r_min) / (127 - (-128)); z = round(-128 - r_min / s), then clip z to "
-               "[-128, 127]. Return (scale, zero_point) as (float, int).")
+          hint=("three ideas, in order: the range must include 0 (so that 0 is exactly representable); "
+                "the scale spreads that range over int8's 256 codes; the zero point is the code that "
+                "stands for the real value 0, rounded and kept inside [-128, 127].",
+                "r_min = min(x.min(), 0) and r_max = max(x.max(), 0) as Python floats; the scale is "
+                "(r_max - r_min) / (127 - (-128)).",
+                "zero_point = round(-128 - r_min / scale), then clipped to [-128, 127]. Return (scale, "
+                "zero_point) as (float, int)."))
 def scale_and_zero_point(x):
     r_min = min(x.min().item(), 0.0)
     r_max = max(x.max().item(), 0.0)
@@ -105,6 +115,8 @@ def _mse_cases():
 
 
 @exercise(title="mean squared error", cases=_mse_cases, points=1, atol=1e-7, rtol=1e-5,
-          hint="the mean over all elements of (x - y) squared; return a Python float (.item()).")
+          hint=("square each element's error and average over all the elements (not a sum, not one per "
+                "row). Return a Python float, not a tensor.",
+                "(x - y).pow(2).mean(), then .item()."))
 def mse(x, y):
     return (x - y).pow(2).mean().item()

@@ -35,9 +35,10 @@ def _losses_cases():
 
 
 @exercise(title="perplexity from per-token losses", cases=_losses_cases,
-          hint="perplexity = exp(mean of the per-token losses), over every element of the tensor, "
-               "returned as a Python float (math.exp(losses.mean().item()) works). It is not the "
-               "mean of exp(loss).")
+          hint=("a per-token loss is already -log p. Perplexity undoes the log once, after averaging: "
+                "average first, exponentiate second. The average runs over every element, whatever the "
+                "tensor's shape.",
+                "math.exp(losses.mean().item()); it is not the mean of exp(loss). Return a Python float."))
 def perplexity_from_losses(losses):
     return math.exp(losses.double().mean().item())
 
@@ -56,9 +57,11 @@ def _bytes_cases():
 
 
 @exercise(title="bytes of a quantized model", cases=_bytes_cases,
-          hint="codes take n_params * bits / 8 bytes; with a group_size, add 4 bytes (a 16-bit "
-               "scale and a 16-bit zero point) for each of the n_params / group_size groups. "
-               "group_size=None means no groups. Return a float number of bytes.")
+          hint=("two parts: the codes, whose size depends on the bits per weight, and, only when there "
+                "are groups, a fixed cost per group (a 16-bit scale and a 16-bit zero point). "
+                "group_size=None means no groups at all.",
+                "the codes take n_params * bits / 8 bytes; there are n_params / group_size groups of 4 "
+                "bytes each. Return the sum as a float."))
 def bytes_for_model(n_params, bits, group_size):
     nbytes = n_params * bits / 8
     if group_size is not None:
@@ -82,9 +85,11 @@ def _fits_cases():
 
 
 @exercise(title="does it fit on the GPU?", cases=_fits_cases,
-          hint="the weights take n_params * bits / 8 bytes; they fit if that is at most 80% of "
-               "gpu_gb * 1e9 bytes (GB here are 10**9 bytes; the other 20% is for activations, "
-               "the KV cache and the CUDA context). Return a Python bool.")
+          hint=("compare the bytes the weights take with the share of the GPU they may use: 80%, since "
+                "activations, the KV cache and the CUDA context need the rest. GB here are 10^9 bytes, "
+                "and exactly on the line still fits.",
+                "weights: n_params * bits / 8 bytes; allowed: 0.8 * gpu_gb * 1e9 bytes. Return whether "
+                "the first is <= the second, as a bool."))
 def fits_on_gpu(n_params, bits, gpu_gb):
     return n_params * bits / 8 <= GPU_HEADROOM * gpu_gb * 1e9
 
@@ -102,8 +107,10 @@ def _increase_cases():
 
 
 @exercise(title="relative perplexity increase", cases=_increase_cases,
-          hint="(ppl_quant - ppl_base) / ppl_base, as a fraction (0.1 means 10% worse); it is "
-               "negative when the quantized model happens to score better.")
+          hint=("relative to what? The change is measured in units of the baseline's perplexity: going "
+                "from 20 to 22 is 0.1 (10% worse). It is negative when the quantized model happens to "
+                "score better.",
+                "(ppl_quant - ppl_base) / ppl_base."))
 def relative_increase(ppl_base, ppl_quant):
     return (ppl_quant - ppl_base) / ppl_base
 
@@ -128,9 +135,15 @@ def _pick_cases():
 
 
 @exercise(title="pick the precision to ship", cases=_pick_cases, points=2,
-          hint="ppls[0] is the baseline. Keep the indices i with ppls[i] <= ppls[0] * (1 + "
-               "max_increase) (the boundary counts as within budget); among them return the one "
-               "with the smallest sizes[i], and on equal sizes the lower perplexity. Return an int.")
+          hint=("two steps: first decide which variants are allowed (their perplexity stays within the "
+                "budget that the baseline ppls[0] and max_increase set; exactly on it counts as within), "
+                "then among those pick the smallest. The baseline is always allowed, so there is always "
+                "an answer.",
+                "the budget is ppls[0] * (1 + max_increase). Go through every index, skip those above "
+                "the budget, keep the one with the smallest size and, on equal sizes, the lower "
+                "perplexity. The variants are not sorted.",
+                "comparing tuples (sizes[i].item(), ppls[i].item()) handles the tie in one comparison; "
+                "return the index as a Python int."))
 def pick_precision(ppls, sizes, max_increase):
     budget = ppls[0].item() * (1 + max_increase)
     best = 0

@@ -27,8 +27,11 @@ def _scale_cases():
 
 
 @exercise(title="the scale of symmetric quantization", cases=_scale_cases,
-          hint="scale = max|x| / (2**(bits-1) - 1), as a number; if x is all zeros return 1.0 "
-               "(any positive scale gives codes 0, and dividing by 0 would give NaN).")
+          hint=("a symmetric grid is centred on 0, so only the largest magnitude matters (a large "
+                "negative value counts too), and it must land on the largest positive code of a signed "
+                "`bits`-bit integer (127 for 8 bits). An all-zero x gets 1.0.",
+                "scale = max|x| / (2**(bits-1) - 1) as a Python number (x.abs().max().item()), and 1.0 "
+                "when that maximum is 0."))
 def symmetric_scale(x, bits):
     qmax = 2 ** (bits - 1) - 1
     absmax = x.abs().max().item()
@@ -49,9 +52,12 @@ def _quantize_cases():
 
 
 @exercise(title="symmetric codes", cases=_quantize_cases,
-          hint="codes = round(x / scale) clamped to [-2**(bits-1), 2**(bits-1) - 1], returned as "
-               "torch.int8; scale = max|x| / (2**(bits-1) - 1), or 1 when x is all zeros. Divide by "
-               "the scale (torch.round rounds halves to even).")
+          hint=("the scale is the one of symmetric_scale (all zeros included); then each value becomes "
+                "its nearest code, kept inside the signed range of `bits` bits. Return int8 codes shaped "
+                "like x.",
+                "codes = torch.round(x / scale) clamped to [-2**(bits-1), 2**(bits-1) - 1], then "
+                ".to(torch.int8). Divide by the scale rather than multiply by 1/scale, so that halves "
+                "round as in the reference."))
 def symmetric_quantize(x, bits):
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     scale = x.abs().max() / qmax
@@ -75,8 +81,11 @@ def _range_cases():
 
 
 @exercise(title="how much of the code range is used", cases=_range_cases,
-          hint="(largest code - smallest code + 1) / 2**bits, as a float. Convert the codes to "
-               "Python ints first: in int8, 127 - (-128) overflows.")
+          hint=("which codes does the tensor actually reach, and how many codes do `bits` bits offer? "
+                "The answer is the share of all codes that the used span covers, both ends included, as "
+                "a float. Careful: int8 arithmetic cannot hold the span from -128 to 127.",
+                "(largest code - smallest code + 1) / 2**bits, with the largest and smallest codes taken "
+                "as Python ints first (int(codes.max()), int(codes.min()))."))
 def fraction_of_range_used(codes, bits):
     return (int(codes.max()) - int(codes.min()) + 1) / 2 ** bits
 
@@ -95,9 +104,12 @@ def _mode_cases():
 
 
 @exercise(title="choose the mode by measuring", cases=_mode_cases, points=2,
-          hint="quantize x both ways with quant.quantize(x, bits=bits, symmetric=...), compare "
-               "quant.quantization_error; return 'asymmetric' only if its MSE is strictly lower, "
-               "otherwise 'symmetric' (on a tie the cheaper mode wins).")
+          hint=("don't guess from the data's shape: measure. Quantize x both ways with coursekit's quant "
+                "module, measure the error of each, and prefer symmetric unless asymmetric is strictly "
+                "better (on a tie the cheaper mode wins).",
+                "quant.quantize(x, bits=bits, symmetric=True) and symmetric=False give the two quantized "
+                "tensors; quant.quantization_error(x, q) gives each MSE. Return 'asymmetric' only if its "
+                "MSE is strictly lower, else 'symmetric'."))
 def choose_mode(x, bits):
     mse_sym = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=True))
     mse_asym = quant.quantization_error(x, quant.quantize(x, bits=bits, symmetric=False))

@@ -30,8 +30,12 @@ def _scale_cases():
 
 
 @exercise(title="symmetric scales, one per output channel", cases=_scale_cases,
-          hint="one scale per row: w.abs().amax(dim=1, keepdim=True) / (2**(bits-1) - 1), shape "
-               "(out_features, 1); a row of zeros gets scale 1.0 (torch.where).")
+          hint=("the symmetric scale of notebook 05, applied to each row (output channel) on its own: "
+                "the row's largest magnitude over the largest positive code. Keep one column so the "
+                "result broadcasts against w: shape (out_features, 1). A row of zeros gets 1.0.",
+                "w.abs().amax(dim=1, keepdim=True) gives each row's largest magnitude in that shape; "
+                "divide by 2**(bits-1) - 1 and replace the zeros with 1.0 using torch.where (no Python "
+                "loop)."))
 def per_channel_scales(w, bits):
     qmax = 2 ** (bits - 1) - 1
     absmax = w.abs().amax(dim=1, keepdim=True)
@@ -57,8 +61,12 @@ def _group_cases():
 
 
 @exercise(title="per-group dequantization through the block view", cases=_group_cases,
-          hint="view the codes as (n_blocks, group_size) with reshape(-1, group_size), convert to "
-               "float, multiply by the scales as a column reshape(-1, 1), reshape back to codes.shape.")
+          hint=("think in blocks: in a 2-D view with one group per row, each row's scale is a single "
+                "number. The codes and the scales list the same groups in the same order once flattened. "
+                "Return float32 values with the codes' shape.",
+                "codes.reshape(-1, group_size) gives one group per row; convert it to float, multiply by "
+                "the scales as a column (scales.reshape(-1, 1)) and reshape the product back to "
+                "codes.shape."))
 def per_group_dequantize(codes, scales, group_size):
     blocks = codes.reshape(-1, group_size).float()       # (n_blocks, block_len)
     return (blocks * scales.reshape(-1, 1)).reshape(codes.shape)
@@ -70,8 +78,10 @@ def _bits_cases():
 
 
 @exercise(title="effective bits per weight", cases=_bits_cases,
-          hint="each weight has its own `bits`; each group of `group_size` weights shares one scale "
-               "of `scale_bits`: bits + scale_bits / group_size.")
+          hint=("each weight pays for its own code, but a scale is shared: its cost is split among the "
+                "weights of its group. How many weights share one scale?",
+                "a code costs `bits`; one scale of `scale_bits` bits is shared by `group_size` weights, "
+                "so each weight carries scale_bits / group_size of it. Add the two."))
 def bits_per_weight(bits, group_size, scale_bits):
     return bits + scale_bits / group_size
 
@@ -97,8 +107,11 @@ def _linear_cases():
 
 @exercise(title="a linear layer with int8 weights and float32 activations", cases=_linear_cases,
           points=2,
-          hint="dequantize the weight, codes.float() * scales (shape (out, in)), then "
-               "x @ weight.T, and add the bias unless it is None.")
+          hint=("dequantize first; after that it is an ordinary linear layer. The weight is "
+                "(out_features, in_features), so x meets it along the input dimension. The bias may be "
+                "None.",
+                "weight = codes.float() * scales (the (out, 1) scales broadcast over each row), y = x @ "
+                "weight.T, and add the bias only when it is not None."))
 def w8a32_linear(x, codes, scales, bias):
     weight = codes.float() * scales                      # dequantize: (out, in) * (out, 1)
     y = x @ weight.T

@@ -30,8 +30,11 @@ def _scales_cases():
 
 
 @exercise(title="per-channel symmetric int8 scales", cases=_scales_cases,
-          hint="one scale per row: the row's largest |value| divided by 127 "
-               "(weight.abs().amax(dim=1)); a row of zeros gets 1.0 (torch.where).")
+          hint=("one scale per output channel (row): the row's largest magnitude must map to code 127. "
+                "Return a 1-D tensor of length out_features, computed for all rows at once. A row of "
+                "zeros gets 1.0.",
+                "weight.abs().amax(dim=1) gives each row's largest |value|; divide by 127, and "
+                "torch.where(absmax > 0, ..., torch.ones_like(absmax)) gives the zero rows 1.0."))
 def int8_scales(weight):
     absmax = weight.abs().amax(dim=1)
     return torch.where(absmax > 0, absmax / 127, torch.ones_like(absmax))
@@ -51,8 +54,11 @@ def _codes_cases():
 
 
 @exercise(title="int8 codes of a weight", cases=_codes_cases,
-          hint="divide each row by its own scale (scales[:, None] broadcasts over the columns), "
-               "torch.round, clamp to [-128, 127], then .to(torch.int8).")
+          hint=("each row has its own scale, so the 1-D scales must line up with the rows, not the "
+                "columns. After dividing: round to the nearest integer, keep inside int8's range (some "
+                "hidden scales are too small) and only then change the dtype.",
+                "weight / scales[:, None] (or scales.unsqueeze(1)) divides each row by its scale; then "
+                "torch.round, .clamp(-128, 127) and .to(torch.int8)."))
 def int8_codes(weight, scales):
     return torch.round(weight / scales[:, None]).clamp(-128, 127).to(torch.int8)
 
@@ -72,8 +78,11 @@ def _forward_cases():
 
 
 @exercise(title="the W8A16 forward pass", cases=_forward_cases, rtol=1e-4, atol=1e-4,
-          hint="F.linear(x, int8_weight.to(x.dtype)) gives x @ W_int8.T; multiply by scales "
-               "(one per output column), then add the bias when it is not None.")
+          hint=("the scale of output channel o multiplies every weight of row o, so it can come out of "
+                "the sum: multiply x by the int8 weight converted to x's dtype first, then scale each "
+                "output. Add the bias only when there is one.",
+                "F.linear(x, int8_weight.to(x.dtype)) computes x @ W.T; multiply it by scales (they "
+                "broadcast over the last dimension), then add bias if it is not None."))
 def w8a16_forward(x, int8_weight, scales, bias):
     y = F.linear(x, int8_weight.to(x.dtype)) * scales
     if bias is not None:
@@ -87,8 +96,12 @@ def _bytes_cases():
 
 
 @exercise(title="bytes saved by W8A16", cases=_bytes_cases, rtol=0.0, atol=0.0,
-          hint="fp32: 4 bytes per weight. W8A16: 1 byte per weight plus a 4-byte fp32 scale per "
-               "output channel. The bias is the same in both, so leave it out.")
+          hint=("count the bytes of both layers and subtract. What does each store? The fp32 layer: its "
+                "weights. The W8A16 layer: its weights at a narrower width, and something extra for each "
+                "output channel. A bias would be the same in both.",
+                "fp32: 4 bytes per weight, in_features * out_features weights. W8A16: 1 byte per weight "
+                "plus a 4-byte fp32 scale per output channel. Return the difference as an int (negative "
+                "for a 1x1 layer)."))
 def bytes_saved(in_features, out_features):
     fp32 = 4 * in_features * out_features
     w8a16 = in_features * out_features + 4 * out_features     # int8 weights + one fp32 scale per row

@@ -26,8 +26,10 @@ def _unsigned_cases():
 
 
 @exercise(title="signed codes to unsigned", cases=_unsigned_cases,
-          hint="add 2**(bits-1) and return .to(torch.uint8); do the sum in a wider type "
-               "(codes.to(torch.int16)) so that no intermediate value overflows int8.")
+          hint=("which offset moves the smallest signed code of `bits` bits to 0? Add it to every code. "
+                "The trap: at 8 bits the sums reach 255, which int8 cannot hold.",
+                "the offset is 2**(bits-1). Widen first (codes.to(torch.int16)), add, then convert with "
+                ".to(torch.uint8)."))
 def to_unsigned(codes, bits):
     return (codes.to(torch.int16) + 2 ** (bits - 1)).to(torch.uint8)
 
@@ -45,8 +47,14 @@ def _pack_cases():
 
 
 @exercise(title="pack 2-bit codes four to a byte", cases=_pack_cases,
-          hint="flatten, pad with zeros to a multiple of 4, reshape to (-1, 4), shift column j "
-               "left by 2*j bits and add (or OR) the four columns; return a 1-D uint8 tensor.")
+          hint=("four 2-bit codes fill one byte: the first in the lowest two bits, the next in the two "
+                "above, and so on. Work on all bytes at once: arrange the codes in rows of four, one row "
+                "per byte, after padding the end with zeros.",
+                "flatten, pad with zeros to a multiple of 4 (torch.nn.functional.pad), reshape to (-1, "
+                "4); shift column j left by 2*j bits (shifts 0, 2, 4, 6: torch.arange(0, 8, 2)). The "
+                "shifted columns do not overlap, so their sum along dim=1 is the byte.",
+                "keep the codes and the shifts uint8, and make the sum uint8 too (sum(dim=1, "
+                "dtype=torch.uint8)): return a 1-D uint8 tensor of ceil(n / 4) bytes."))
 def pack_2bit(codes):
     return packing.pack(codes, 2)
 
@@ -66,8 +74,11 @@ def _unpack_cases():
 
 
 @exercise(title="unpack 2-bit codes", cases=_unpack_cases,
-          hint="for each byte take (byte >> 2*j) & 0b11 for j = 0..3, keep them in that order, "
-               "flatten and keep only the first n codes (the rest is padding).")
+          hint=("the inverse of packing: read the four 2-bit fields of each byte, lowest bits first, "
+                "keep them in that order, and drop the padding at the end: only the first n codes are "
+                "real.",
+                "shift each byte right by 0, 2, 4 and 6 bits at once (packed.reshape(-1, 1) >> shifts), "
+                "keep the lowest two bits with & 0b11, flatten and slice [:n]."))
 def unpack_2bit(packed, n):
     return packing.unpack(packed, 2, n)
 
@@ -78,7 +89,10 @@ def _bpw_cases():
 
 
 @exercise(title="the real cost of a packed weight", cases=_bpw_cases,
-          hint="each group of group_size weights also stores one fp32 scale (32 bits) and one "
-               "int8 zero point (8 bits); spread them over the group.")
+          hint=("a packed weight costs its code's bits plus its share of what its group stores besides "
+                "the codes. Here each group stores an fp32 scale and an int8 zero point: how many bits "
+                "is that, and over how many weights is it spread?",
+                "the group's extra is 32 + 8 = 40 bits, spread over group_size weights: bits + 40 / "
+                "group_size."))
 def bits_per_weight(bits, group_size):
     return bits + (32 + 8) / group_size

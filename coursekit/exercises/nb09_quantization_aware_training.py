@@ -21,8 +21,12 @@ def _fake_quant_cases():
 
 
 @exercise(title="fake quantization on a symmetric grid", cases=_fake_quant_cases, points=2,
-          hint="scale = x.abs().max() / (2**(bits-1) - 1); round x / scale, clamp to "
-               "[-2**(bits-1), 2**(bits-1) - 1], multiply by scale again. An all-zero x comes back as zeros.")
+          hint=("quantize, then dequantize right away: the result is floats again, but only values on "
+                "the symmetric `bits`-bit grid. The scale comes from the largest magnitude, as in "
+                "notebook 05. An all-zero x must come back as zeros, without NaN.",
+                "scale = x.abs().max() / (2**(bits-1) - 1); round x / scale, clamp to [-2**(bits-1), "
+                "2**(bits-1) - 1] and multiply by the scale again. If the maximum is 0, return "
+                "x.clone()."))
 def fake_quant_symmetric(x: torch.Tensor, bits: int) -> torch.Tensor:
     """x snapped onto the symmetric per-tensor grid of `bits` bits, as floats of x's dtype."""
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
@@ -44,7 +48,12 @@ def _round_cases():
 
 
 @exercise(title="rounding with a straight-through gradient", cases=_round_cases,
-          hint="x + (x.round() - x).detach(): the value of x.round(), but autograd only sees x.")
+          hint=("you need a tensor whose value is x rounded but whose gradient is that of x itself. "
+                "Autograd treats whatever is inside .detach() as a constant, and adding a constant "
+                "changes a value without changing its gradient.",
+                "start from x and add a detached correction: the difference between the rounded value "
+                "and x.",
+                "x + (x.round() - x).detach()."))
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     """round(x) in value; the gradient of the identity."""
     return x + (x.round() - x).detach()
@@ -61,8 +70,11 @@ def _grad_cases():
 
 
 @exercise(title="the gradient that flows through ste_round", cases=_grad_cases,
-          hint="x = x.clone().requires_grad_(True); (ste_round(x) * upstream).sum().backward(); "
-               "return x.grad. If you get zeros, your ste_round is plain rounding.")
+          hint=("autograd fills in .grad only on a tensor that requires a gradient, and only after "
+                "backward() on a scalar built from it. Which scalar? The loss of the exercise's text, "
+                "built with your own ste_round, on a copy of x.",
+                "x = x.clone().requires_grad_(True); (ste_round(x) * upstream).sum().backward(); return "
+                "x.grad. Zeros mean your ste_round is plain rounding, whose gradient is 0."))
 def ste_grad(x: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
     """d/dx of (ste_round(x) * upstream).sum(): the upstream gradient, passed straight through."""
     x = x.clone().requires_grad_(True)
@@ -76,7 +88,10 @@ def _gap_cases():
 
 
 @exercise(title="how much worse PTQ is than QAT", cases=_gap_cases,
-          hint="a ratio minus one: ppl_ptq / ppl_qat - 1 (0.5 means PTQ's perplexity is 50% higher).")
+          hint=("the gap is relative: measured in units of QAT's perplexity, not in perplexity points. "
+                "Check yourself on numbers: 27 against 18 is 0.5 (50% higher), equal perplexities give "
+                "0, and a PTQ that scores better gives a negative gap.",
+                "the ratio ppl_ptq / ppl_qat says how many times higher PTQ's perplexity is; subtract 1."))
 def perplexity_gap(ppl_ptq: float, ppl_qat: float) -> float:
     """How much higher PTQ's perplexity is than QAT's, relative to QAT's: ppl_ptq / ppl_qat - 1."""
     return ppl_ptq / ppl_qat - 1
@@ -89,7 +104,11 @@ def _recovered_cases():
 
 
 @exercise(title="the share of PTQ's damage that QAT undoes", cases=_recovered_cases,
-          hint="(ppl_ptq - ppl_qat) / (ppl_ptq - ppl_fp32), and 0.0 when ppl_ptq <= ppl_fp32.")
+          hint=("picture the perplexities on a line: fp32 (the best), PTQ (worse), QAT somewhere around. "
+                "PTQ's damage is how far it fell from fp32; what QAT recovered is how far it came back "
+                "from PTQ. When PTQ did no damage there is nothing to recover.",
+                "damage = ppl_ptq - ppl_fp32 and recovered = ppl_ptq - ppl_qat; return recovered / "
+                "damage, and 0.0 when ppl_ptq <= ppl_fp32 (test it before dividing)."))
 def recovered_fraction(ppl_fp32: float, ppl_ptq: float, ppl_qat: float) -> float:
     """The share of the damage PTQ did that QAT undoes; 0.0 when PTQ did no damage."""
     if ppl_ptq <= ppl_fp32:

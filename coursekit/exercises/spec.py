@@ -5,9 +5,14 @@ cases (argument tuples, built by a seeded function so they are the same everywhe
 points and a hint. The learner-facing `check`, the release tool and the grader all read these specs;
 none of them trusts what a learner's kernel says about itself.
 
+A hint comes in levels, each more concrete than the one before: a nudge first (what to think
+about, which quantity matters), the formula or the exact call only at the last level. `check`
+shows level k after the k-th failed attempt (see `Hint`); a plain string is a one-level hint.
+
 A spec file (`nbNN_topic.py`) is a list of reference functions, each declared once:
 
-    @exercise(title="does it fit on the GPU?", cases=_fits_cases, hint="...")
+    @exercise(title="does it fit on the GPU?", cases=_fits_cases,
+              hint=("a nudge: what to think about ...", "more concrete ...", "the formula ..."))
     def fits_on_gpu(n_params, bits, gpu_gb):
         ...
 
@@ -24,15 +29,42 @@ import inspect
 import re
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from ..checks import fail
 
-__all__ = ["Exercise", "exercise", "exercises_in", "seeded"]
+__all__ = ["Exercise", "Hint", "exercise", "exercises_in", "seeded"]
 
 _SPEC_MODULE = re.compile(r"nb([0-9]{2})_\w+")
+
+
+class Hint(str):
+    """A hint in levels, each more concrete than the one before.
+
+    Level 1 is a nudge that never gives the formula or the code (it may name the quantity that
+    matters, the trap, the edge case); the last level may give the formula or the exact call.
+    `check` shows level 1 after the first failed attempt at an exercise in a kernel, level 2 after
+    the second, and so on; past the last level it keeps showing the last.
+
+    As a string, a Hint is its first level. That is what everything that reads `Exercise.hint` as
+    text shows, the grader's feedback page and grades.json among them: a feedback page lists the
+    hint of every exercise that did not pass, answered or not, so it gets the nudge, never the
+    solution. `levels` holds them all.
+    """
+
+    levels: tuple[str, ...]
+
+    def __new__(cls, *levels: str) -> "Hint":
+        if not levels or not all(isinstance(level, str) and level.strip() for level in levels):
+            fail("Hint(...)", "one or more non-empty strings, the nudge first", repr(levels))
+        self = super().__new__(cls, levels[0])
+        self.levels = tuple(levels)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Hint{self.levels!r}"
 
 
 @dataclass(frozen=True)
@@ -44,6 +76,8 @@ class Exercise:
     reference:  the reference solution, same signature as the learner's function.
     cases:      a zero-argument function returning the hidden cases, a list of argument tuples
                 (tensors, numbers, bools, strings, None). Include edge cases.
+    hint:       a plain string (a one-level hint) or a sequence of levels, the nudge first; a
+                sequence becomes a `Hint`, whose text is its first level. `hints` lists the levels.
     atol, rtol: tolerance for floating-point results; integers, bools and strings compare exactly.
     check_dtype: whether a tensor result must have the reference's dtype.
     """
@@ -53,11 +87,27 @@ class Exercise:
     reference: Callable
     cases: Callable[[], list] = field(default=lambda: [()])
     title: str = ""
-    hint: str = ""
+    hint: str | Sequence[str] = ""
     points: int = 1
     atol: float = 1e-5
     rtol: float = 1e-4
     check_dtype: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.hint, str):       # levels: as text, the hint is the first one
+            object.__setattr__(self, "hint", Hint(*self.hint))
+
+    @property
+    def hints(self) -> tuple[str, ...]:
+        """The levels of the hint, the nudge first; () when there is no hint."""
+        if isinstance(self.hint, Hint):
+            return self.hint.levels
+        return (self.hint,) if self.hint else ()
+
+    def hint_at(self, level: int) -> str:
+        """The hint to show at `level` (1 = the first): past the last level, the last; "" for none."""
+        hints = self.hints
+        return hints[min(level, len(hints)) - 1] if hints and level >= 1 else ""
 
     @property
     def notebook(self) -> str:
@@ -72,7 +122,7 @@ def exercise(**metadata) -> Callable[[Callable], Callable]:
     """Declare the decorated function as the reference solution of an exercise.
 
     `metadata` are the other fields of `Exercise` (cases, title, hint, points, atol, rtol,
-    check_dtype). The id is "NN.<function name>", NN from the spec module `nbNN_topic`. The
+    check_dtype); `hint` is a string or a tuple of levels, the nudge first. The id is "NN.<function name>", NN from the spec module `nbNN_topic`. The
     function itself is returned unchanged (other specs and hidden cases may call it), carrying
     its `Exercise` as `.exercise`.
     """

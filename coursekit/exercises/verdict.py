@@ -3,8 +3,13 @@
 `check()` (in the learner's kernel) and the grader (in its own process, on the outcomes its
 harness carried back) both call `judge`, so the same answer gets the same status, points and
 sentence in a notebook and in a grade. Only the frame of the sentence follows the reader: a
-notebook line starts with an emoji and ends with the hint; a report keeps the hint apart (the
-feedback page shows it) and adds the expected and the returned value on lines of their own.
+notebook line starts with an emoji and, after a failure or an error, ends with one level of the
+hint (`hint_level`: `check` passes the number of this exercise's failed attempts, this one
+included, so a first failure shows the nudge and later ones more concrete levels). A stub ("not
+done yet"), something that is not a function, and a pass show no hint. A report never has the
+hint in its sentence: it keeps it apart (`Exercise.hint`, which as text is the first level: the
+feedback page shows the nudge only) and adds the expected and the returned value on lines of
+their own. The hint never changes a status, the points or the count of cases passed.
 
 The first hidden case that does not pass decides the status and the sentence; the exercise is
 worth its points only when every case passes.
@@ -19,7 +24,7 @@ from .compare import compare, describe
 from .outcome import Handed, Kind, Outcome
 from .spec import Exercise
 
-__all__ = ["Status", "Voice", "Verdict", "judge"]
+__all__ = ["Status", "Voice", "Verdict", "judge", "HINTED"]
 
 
 class Status(StrEnum):
@@ -51,15 +56,17 @@ class Verdict:
 
 
 def judge(ex: Exercise, cases: list, expected: list, handed: Handed, outcomes: list[Outcome],
-          voice: Voice, what: str = "") -> Verdict:
+          voice: Voice, what: str = "", hint_level: int = 0) -> Verdict:
     """The verdict on `outcomes` (one per case of `cases`, whose reference results are `expected`).
 
     `handed` says whether there was a function to call at all; `what` describes what stood there
     instead when it was not a function (check() shows the value, the grader only its type).
+    `hint_level` is the level of the hint a notebook line ends with if the verdict is a failure or
+    an error (0: none); it changes nothing else.
     """
     if handed is not Handed.FUNCTION:
         status, body = _nothing_to_call(ex, handed, voice, what)
-        return _verdict(ex, voice, status, body, passed=0)
+        return _verdict(ex, voice, status, body, passed=0, hint_level=hint_level)
     passed, first = 0, None
     for i, (case, want, outcome) in enumerate(zip(cases, expected, outcomes), start=1):
         problem = _problem(ex, i, len(cases), case, want, outcome, voice)
@@ -68,7 +75,7 @@ def judge(ex: Exercise, cases: list, expected: list, handed: Handed, outcomes: l
     if first is None:
         many = f" on {len(cases)} hidden cases" if len(cases) > 1 else ""
         return _verdict(ex, voice, Status.PASSED, f"passed{many}.", passed)
-    return _verdict(ex, voice, *first, passed=passed)
+    return _verdict(ex, voice, *first, passed=passed, hint_level=hint_level)
 
 
 def _nothing_to_call(ex: Exercise, handed: Handed, voice: Voice, what: str) -> tuple[Status, str]:
@@ -107,11 +114,28 @@ def _problem(ex: Exercise, i: int, n: int, case: tuple, want, outcome: Outcome,
     return Status.FAILED, body
 
 
-def _verdict(ex: Exercise, voice: Voice, status: Status, body: str, passed: int) -> Verdict:
+#: The statuses after which a notebook line shows a hint: the learner tried, and it did not work.
+HINTED = frozenset({Status.FAILED, Status.ERROR})
+
+
+def _verdict(ex: Exercise, voice: Voice, status: Status, body: str, passed: int,
+             hint_level: int = 0) -> Verdict:
     points = float(ex.points) if status is Status.PASSED else 0.0
     head = ex.id + (f" ({ex.title})" if ex.title else "")
     if voice is Voice.REPORT:
         return Verdict(status, points, passed, f"{head}: {body}")
     mark = {Status.PASSED: "✅", Status.NOT_DONE: "⏳"}.get(status, "❌")
-    hint = f"\n   Hint: {ex.hint}" if ex.hint and status is not Status.PASSED else ""
+    hint = _hint(ex, hint_level) if status in HINTED else ""
     return Verdict(status, points, passed, f"{mark} {head}: {body}{hint}")
+
+
+def _hint(ex: Exercise, level: int) -> str:
+    """The hint's lines at `level`, and, for a hint of several levels, which one this is."""
+    text, n = ex.hint_at(level), len(ex.hints)
+    if not text:
+        return ""
+    if n == 1:
+        return f"\n   Hint: {text}"
+    k = min(level, n)
+    more = "; the next failed check shows a more concrete one" if k < n else ", the last"
+    return f"\n   Hint: {text}\n   (hint {k} of {n}{more})"
