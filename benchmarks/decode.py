@@ -16,10 +16,7 @@ bandwidth probe among them.
 
 from __future__ import annotations
 
-import glob
 import math
-import re
-import subprocess
 
 import torch
 from torch import nn
@@ -30,42 +27,14 @@ from coursekit.memory import model_nbytes
 from .timing import interleaved_median_ms
 
 MiB = 2 ** 20
-_ASSUMED_LLC = 32 * MiB
 BANDWIDTH = "read bandwidth probe"
 VARIANTS = ("fp32", "bf16", "W8A16 (readable, coursekit.layers)", "int8 kernel", "int4 kernel (g128)")
 
 
 # --------------------------------------------------------------------------- the machine
-def _size_bytes(text: str) -> int | None:
-    m = re.match(r"\s*(\d+)\s*([KMG]?)", text)
-    if not m:
-        return None
-    return int(m.group(1)) * {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}[m.group(2)]
-
-
 def llc_bytes() -> tuple[int, str]:
-    """Size of one last-level cache and where it was read: sysfs, lscpu, or an assumed 32 MiB."""
-    best = None
-    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
-        try:
-            level = int(open(f"{index}/level").read())
-            kind = open(f"{index}/type").read().strip()
-            size = _size_bytes(open(f"{index}/size").read())
-        except (OSError, ValueError):
-            continue
-        if kind in ("Unified", "Data") and size and (best is None or level > best[0]):
-            best = (level, size)
-    if best:
-        return best[1], f"L{best[0]}, sysfs"
-    try:    # lscpu -B: sizes in bytes; "L3 cache: 33554432 (1 instance)" is the total over instances
-        out = subprocess.run(["lscpu", "-B"], capture_output=True, text=True, timeout=10).stdout
-        for level in ("L3", "L2"):
-            m = re.search(rf"^{level} cache:\s*(\d+)(?:\s*\((\d+) instances?\))?", out, re.M)
-            if m:
-                return int(m.group(1)) // int(m.group(2) or 1), f"{level}, lscpu"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return _ASSUMED_LLC, "unknown: assumed 32 MiB"
+    """Size of one last-level cache and where it was read (coursekit.kernels.llc_bytes)."""
+    return kernels.llc_bytes()
 
 
 # --------------------------------------------------------------------------- the stacks
