@@ -60,9 +60,14 @@ def _check_finite(all_finite: torch.Tensor, name: str = "x") -> None:
 
 
 # --------------------------------------------------------------------------- the formulas
-def qrange(bits: int) -> tuple[int, int]:
-    """The signed integer range used for codes: (-2^(b-1), 2^(b-1) - 1); bits from 2 to 8."""
-    bits = checks.check_int(bits, "bits", MIN_BITS, MAX_BITS)
+def qrange(bits: int, *, check: bool = True) -> tuple[int, int]:
+    """The signed integer range used for codes: (-2^(b-1), 2^(b-1) - 1); bits from 2 to 8.
+
+    ``check=False`` skips the check, for callers that made it: inside the compiled fast path a
+    Python-level check on `bits` makes torch.compile treat it symbolically and halves its speed.
+    """
+    if check:
+        bits = checks.check_int(bits, "bits", MIN_BITS, MAX_BITS)
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
@@ -81,8 +86,10 @@ def linear_quantize(x: torch.Tensor, scale, zero_point, bits: int = 8, *, check:
             checks.fail("scale", "positive, finite values",
                         scale.item() if scale.numel() == 1 else f"a tensor with min {scale.min().item()}")
         zero_point = torch.as_tensor(zero_point, device=x.device)
-    qmin, qmax = qrange(bits)
-    return torch.clamp(torch.round(x.float() / scale) + zero_point, qmin, qmax).to(torch.int8)
+    qmin, qmax = qrange(bits, check=False)
+    codes = (x.float() / scale).round_()        # round(x / s): the one full-size float temporary,
+    codes.add_(zero_point).clamp_(qmin, qmax)   # so + z and the clamp work in place on it
+    return codes.to(torch.int8)
 
 
 def linear_dequantize(codes: torch.Tensor, scale, zero_point, dtype=torch.float32, *,
@@ -121,7 +128,7 @@ def qparams_from_minmax(x_min, x_max, bits: int = 8, symmetric: bool = False, *,
         bits = checks.check_int(bits, "bits", MIN_BITS, MAX_BITS)
         checks.check_instance(symmetric, "symmetric", bool, "True or False")
         x_min, x_max = _as_float32(x_min, "x_min"), _as_float32(x_max, "x_max")
-    qmin, qmax = qrange(bits)
+    qmin, qmax = qrange(bits, check=False)
     x_min, x_max = torch.clamp(x_min, max=0.0), torch.clamp(x_max, min=0.0)
     absmax = torch.maximum(x_min.abs(), x_max.abs())
     if symmetric:
