@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks, quant
+from . import checks, layers, quant
 
 __all__ = ["Int8WeightLinear", "Int4WeightLinear", "CPUFeatures", "cpu_features", "INT4_GROUP_SIZES",
            "llc_bytes"]
@@ -222,9 +222,9 @@ class Int8WeightLinear(_WeightOnlyLinear):
                     device=w.device)
         if w.is_meta:
             return layer
-        q = quant.quantize(w, bits=8, symmetric=True, granularity="per_channel", axis=0)
-        layer.int8_weight.copy_(q.data)
-        layer.scales.copy_(q.scale.reshape(-1))
+        codes, scales = layers.int8_per_channel(w)      # the readable W8A16Linear's codes
+        layer.int8_weight.copy_(codes)
+        layer.scales.copy_(scales)
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach())
         return layer

@@ -39,7 +39,7 @@ from torch import nn
 
 from . import checks, packing, quant
 
-__all__ = ["W8A16Linear", "PackedLinear", "W4A16Linear", "W2A16Linear", "FakeQuantLinear",
+__all__ = ["int8_per_channel", "W8A16Linear", "PackedLinear", "W4A16Linear", "W2A16Linear", "FakeQuantLinear",
            "replace_linear", "replace_modules", "linear_names", "meta_tensors"]
 
 DEFAULT_GROUP_SIZE = 64
@@ -66,6 +66,15 @@ def _bias_or_none(linear: nn.Linear):
 
 
 # --------------------------------------------------------------------------- W8A16
+def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 codes of a weight (out, in) and one float32 scale per output channel (out,).
+
+    The recipe of W8A16Linear, and of coursekit.kernels.Int8WeightLinear, which stores the same codes.
+    """
+    q = quant.quantize(weight, bits=8, symmetric=True, granularity="per_channel", axis=0)
+    return q.data, q.scale.reshape(-1)
+
+
 class W8A16Linear(nn.Module):
     """A linear layer with int8 weights and 16/32-bit activations.
 
@@ -97,9 +106,9 @@ class W8A16Linear(nn.Module):
                     dtype=w.dtype, device=w.device)
         if w.is_meta:
             return layer
-        q = quant.quantize(w, bits=8, symmetric=True, granularity="per_channel", axis=0)
-        layer.int8_weight.copy_(q.data)
-        layer.scales.copy_(q.scale.reshape(-1))
+        codes, scales = int8_per_channel(w)
+        layer.int8_weight.copy_(codes)
+        layer.scales.copy_(scales)
         if linear.bias is not None:
             layer.bias.copy_(_bias_or_none(linear))
         return layer
