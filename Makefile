@@ -45,6 +45,7 @@ OTHER_KERNELS := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONED
 
 test: setup
 	@tests/browser/setup.sh --optional
+	@scripts/setup_bwrap.sh --optional
 	$(THREADS) $(BIN)/python -m pytest -q $(NBVAL) tests $(NOTEBOOKS)
 
 unit: setup

@@ -5,6 +5,9 @@
     coursekit release notebooks --out notebooks/learner --repo OWNER/NAME@BRANCH
                                         publish from your repository (badges and install lines)
     coursekit grade SUBMISSION.ipynb|FOLDER... --out DIR [--jobs N] [--timeout S] [--memory-mb MB]
+                    [--isolation auto|bwrap|none] [--shard I/N] [--gradebook canvas|moodle|csv]
+                    [--learner-pattern REGEX]
+    coursekit grade merge SHARD_DIR... --out DIR    join the folders of `--shard I/N` runs
 
 Exit status: 0 when the command did its work (learners' failures are data in the reports),
 1 when `release --check` finds stale copies or a spec is broken, 2 on usage errors.
@@ -58,16 +61,93 @@ def _release(args) -> int:
     return 0
 
 
-def _grade(args) -> int:
-    from .grading import GradeOptions, UsageError, find_submissions, grade_batch, load_registry, prepare_out
+def _grade_usage(args) -> str | None:
+    """What is wrong with the grade command's options, naming the option; None when nothing is."""
+    from .grading.gradebook import GradebookError, KINDS, compile_pattern
+    from .grading.isolation import MODES
+    from .grading.shards import ShardError, parse
     if args.notebook is not None and not (args.notebook.isdigit() and len(args.notebook) <= 2):
-        print("coursekit grade: --notebook takes the notebook's number, e.g. 03", file=sys.stderr)
-        return 2
+        return "--notebook takes the notebook's number, e.g. 03"
     if args.jobs < 1 or args.timeout <= 0 or args.memory_mb < 64 or args.exercise_timeout <= 0:
-        print("coursekit grade: --jobs must be >= 1, --timeout and --exercise-timeout > 0, "
-              "--memory-mb >= 64", file=sys.stderr)
-        return 2
+        return "--jobs must be >= 1, --timeout and --exercise-timeout > 0, --memory-mb >= 64"
+    if args.isolation not in MODES:
+        return f"--isolation must be one of {', '.join(MODES)}, got {args.isolation!r}"
+    if args.gradebook is not None and args.gradebook not in KINDS:
+        return f"--gradebook must be one of {', '.join(KINDS)}, got {args.gradebook!r}"
+    if args.learner_pattern is not None and args.gradebook is None:
+        return "--learner-pattern only applies with --gradebook canvas|moodle|csv"
+    try:
+        compile_pattern(args.learner_pattern)
+        args.shard = parse(args.shard) if args.shard is not None else None
+    except (GradebookError, ShardError) as exc:
+        return str(exc)
+    return None
+
+
+def _load_specs(args):
+    from .grading import load_registry
+    try:
+        return load_registry(args.spec_module), 0
+    except ImportError as exc:
+        print(f"coursekit grade: cannot import the exercise specs: {exc}", file=sys.stderr)
+        return None, 2
+    except Exception as exc:
+        print(f"coursekit grade: the exercise specs are broken: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None, 1
+
+
+def _merge(args) -> int:
+    """`coursekit grade merge SHARD_DIR... --out DIR`."""
     from pathlib import Path
+    from .grading import GradeOptions, UsageError, prepare_out
+    from .grading.report import write_reports
+    from .grading.shards import ShardError, merge_rows
+    folders = [Path(p) for p in args.submissions[1:]]
+    if not folders:
+        print("coursekit grade merge: give the shard folders to merge (the --out of each --shard run)",
+              file=sys.stderr)
+        return 2
+    if args.shard is not None:
+        print("coursekit grade merge: --shard is for grading; merge takes every shard's folder", file=sys.stderr)
+        return 2
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        print(f"coursekit grade merge: no such folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        rows, isolation = merge_rows(folders)
+        out = Path(args.out)
+        if any(out.resolve() == f.resolve() for f in folders):
+            raise UsageError(f"--out {out} is one of the shard folders; merge into a new folder")
+        prepare_out(out)
+    except (ShardError, UsageError) as exc:
+        print(f"coursekit grade merge: {exc}", file=sys.stderr)
+        return 2
+    registry, rc = _load_specs(args)
+    if registry is None:
+        return rc
+    options = GradeOptions(gradebook=args.gradebook, learner_pattern=args.learner_pattern)
+    from .grading.store import save
+    for key, r in rows:
+        save(out, key, r)
+    write_reports(out, rows, registry, isolation, options)
+    if isolation.warning:
+        print(isolation.warning, file=sys.stderr)
+    print(f"merged {len(folders)} shards: {len(rows)} submissions; see {args.out}/grades.csv")
+    _say_gradebook(args, rows, registry)
+    return 0
+
+
+def _grade(args) -> int:
+    from .grading import GradeOptions, UsageError, find_submissions, grade_batch, prepare_out
+    problem = _grade_usage(args)
+    if problem:
+        print(f"coursekit grade: {problem}", file=sys.stderr)
+        return 2
+    if args.submissions and args.submissions[0] == "merge":
+        return _merge(args)
+    from pathlib import Path
+    from .grading.isolation import resolve
     try:  # usage errors first, before the (slow) exercise specs are imported
         find_submissions(args.submissions)
         prepare_out(Path(args.out))
@@ -75,20 +155,24 @@ def _grade(args) -> int:
         print(f"coursekit grade: {exc}", file=sys.stderr)
         return 2
     try:
-        registry = load_registry(args.spec_module)
-    except ImportError as exc:
-        print(f"coursekit grade: cannot import the exercise specs: {exc}", file=sys.stderr)
-        return 2
+        isolation = resolve(args.isolation)
     except Exception as exc:
-        print(f"coursekit grade: the exercise specs are broken: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        print(f"coursekit grade: --isolation {args.isolation}: {exc}", file=sys.stderr)
+        return 2
+    if isolation.warning:  # the first thing the instructor reads
+        print(isolation.warning, file=sys.stderr)
+    registry, rc = _load_specs(args)
+    if registry is None:
+        return rc
 
     def stop(signum, frame):  # SIGTERM/SIGINT: stop the runs in flight, keep finished results
         raise KeyboardInterrupt
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     options = GradeOptions(timeout=args.timeout, memory_mb=args.memory_mb, jobs=args.jobs,
-                           exercise_timeout=args.exercise_timeout, notebook=args.notebook)
+                           exercise_timeout=args.exercise_timeout, notebook=args.notebook,
+                           isolation=args.isolation, shard=args.shard, gradebook=args.gradebook,
+                           learner_pattern=args.learner_pattern)
     try:
         results = grade_batch(args.submissions, args.out, options, registry=registry)
     except UsageError as exc:
@@ -105,8 +189,24 @@ def _grade(args) -> int:
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    print(f"graded {len(results)} submissions ({summary}); see {args.out}/grades.csv")
+    part = f" (shard {args.shard[0]}/{args.shard[1]})" if args.shard else ""
+    isolated = "isolated with " + isolation.how if isolation.isolated else "NOT isolated"
+    print(f"graded {len(results)} submissions{part} ({summary}); {isolated}; see {args.out}/grades.csv")
+    _say_gradebook(args, [(None, r) for r in results], registry)
     return 0
+
+
+def _say_gradebook(args, rows, registry) -> None:
+    """Which gradebook was written, and the submissions it left out (no learner id in their path)."""
+    if not args.gradebook:
+        return
+    from .grading.gradebook import FILES, build
+    book = build(rows, registry, args.learner_pattern)
+    print(f"gradebook: {args.out}/{FILES[args.gradebook]} ({len(book.scores)} learners)")
+    if book.unmatched:
+        shown = ", ".join(book.unmatched[:5]) + (" ..." if len(book.unmatched) > 5 else "")
+        print(f"gradebook: {len(book.unmatched)} submissions match no learner and were left out: {shown}",
+              file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     rel.set_defaults(func=_release)
 
     g = sub.add_parser("grade", help="grade learners' notebooks in sandboxed kernels")
-    g.add_argument("submissions", nargs="*", help="submitted .ipynb files, or folders of them")
+    g.add_argument("submissions", nargs="*", help="submitted .ipynb files, or folders of them; or "
+                   "`merge SHARD_DIR...` to join the folders of --shard runs")
     g.add_argument("--out", required=True, help="folder for grades.csv, grades.json, feedback/, results/")
     g.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     g.add_argument("--timeout", type=float, default=600.0,
@@ -136,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grade every submission as notebook NN (default: NN_ in each file name)")
     g.add_argument("--spec-module", action="append", default=None, metavar="MODULE",
                    help="import exercises from MODULE.EXERCISES instead of the course's specs (repeatable)")
+    g.add_argument("--isolation", default="auto", metavar="auto|bwrap|none",
+                   help="run each kernel under bubblewrap: auto (when it can run; reports say when it "
+                        "could not), bwrap (required), none (default auto)")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="grade only the I-th of N deterministic shards of the batch (I = 1..N); join the "
+                        "shards' folders with `coursekit grade merge`")
+    g.add_argument("--gradebook", default=None, metavar="canvas|moodle|csv",
+                   help="also write a gradebook an LMS imports (one column per notebook)")
+    g.add_argument("--learner-pattern", default=None, metavar="REGEX",
+                   help="regex with a group (?P<learner>...) that finds the learner id in each "
+                        "submission's path (default: LEARNER_NN_topic.ipynb, else LEARNER/NN_topic.ipynb)")
     g.set_defaults(func=_grade)
     return parser
 

@@ -222,6 +222,8 @@ def test_reports(batch):
     ok = next(row for row in rows if row["submission"].endswith("02_ok.ipynb"))
     assert (ok["02.inc"], ok["01.double"], ok["total"], ok["status"]) == ("1", "", "3", "ok")
     doc = json.loads((out / "grades.json").read_text())
+    from coursekit.grading.isolation import bwrap_path, probe
+    assert doc["isolation"]["isolated"] is probe(bwrap_path())[0]   # on wherever bubblewrap can run
     assert doc["exercises"]["01.scale"]["points"] == 2
     partial = next(s for s in doc["submissions"] if s["submission"].endswith("02_partial.ipynb"))
     assert partial["exercises"]["02.greet"]["points"] == 0 and partial["exercises"]["02.greet"]["message"]
@@ -338,14 +340,15 @@ def test_result_files_are_checked_strictly(tmp_path, spec_registry):
 
     import torch
     good = {"format": transport.FORMAT, "nonce": nonce, "exercise": "01.scale", "function": "ok",
-            "function_type": "", "tensors": ["t0", "t1"],
+            "function_type": "", "tensors": ["t0", "t1"], "forbidden": [],
             "cases": [{"r": "ok", "value": {"t": "tensor", "k": "t0"}}, {"r": "ok", "value": {"t": "tensor", "k": "t1"}}]}
     expected = {"t0": prep.expected[0], "t1": prep.expected[1]}
     write(good, expected)
     assert score_exercise(prep, stem, nonce, HarnessState.DONE).status == "passed"
     for bad in ({"nonce": "x" * 32}, {"exercise": "01.double"}, {"extra": 1}, {"tensors": ["t0"]},
                 {"cases": good["cases"][:1]}, {"cases": [{"r": "ok", "value": {"t": "tensor", "k": "t0"}}] * 2},
-                {"function": "passed"}, {"cases": [{"r": "passed"}] * 2}):
+                {"function": "passed"}, {"cases": [{"r": "passed"}] * 2},
+                {"forbidden": ["coursekit.quant.quantize"]}, {"forbidden": "none"}):
         write({**good, **bad}, expected)
         r = score_exercise(prep, stem, nonce, HarnessState.DONE)
         assert r.status == "invalid" and r.points == 0, bad

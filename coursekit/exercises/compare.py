@@ -83,6 +83,10 @@ def compare(got: Any, expected: Any, ex: Exercise) -> str | None:
             if problem:
                 return f"item {i}: {problem}"
         return None
+    if getattr(ex, "choices", ()):          # multiple choice: never reveal the right letter
+        if got not in ex.choices:
+            return f"got {describe(got)}, expected one of {', '.join(repr(c) for c in ex.choices)}"
+        return None if got == expected else f"{got!r} is not the statement the numbers support"
     if isinstance(expected, bool) or isinstance(expected, str) or expected is None:
         return None if (type(got) is type(expected) and got == expected) else \
             f"got {describe(got)}, expected {describe(expected)}"

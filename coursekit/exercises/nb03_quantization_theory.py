@@ -35,6 +35,7 @@ def _quantize_cases():
 
 
 @exercise(title="codes q = clip(round(x / s) + z)", cases=_quantize_cases, points=2,
+          forbid=("coursekit.quant.linear_quantize",),
           hint=("three steps: scale and round, shift by the zero point, keep the result inside int8's "
                 "range [-128, 127]. Their order matters: what becomes of a code of 200 if you change the "
                 "dtype before limiting it?",
@@ -61,6 +62,7 @@ def _dequantize_cases():
 
 
 @exercise(title="values r = s (q - z)", cases=_dequantize_cases, points=1,
+          forbid=("coursekit.quant.linear_dequantize",),
           hint=("the formula is the one in the title; the trap is the arithmetic type. In int8, 127 - "
                 "(-77) = 204 does not fit and wraps around. The result is float32.",
                 "turn the codes into floats with codes.float() before you subtract the zero point, then "
@@ -85,7 +87,8 @@ def _qparams_cases():
 
 
 @exercise(title="asymmetric int8 scale and zero point from min and max", cases=_qparams_cases,
-          points=2, atol=1e-6, rtol=1e-5,
+          points=2, atol=1e-6, rtol=1e-5, partial=True,
+          forbid=("coursekit.quant.qparams_from_minmax", "coursekit.quant.choose_qparams"),
           hint=("three ideas, in order: the range must include 0 (so that 0 is exactly representable); "
                 "the scale spreads that range over int8's 256 codes; the zero point is the code that "
                 "stands for the real value 0, rounded and kept inside [-128, 127].",
@@ -115,6 +118,7 @@ def _mse_cases():
 
 
 @exercise(title="mean squared error", cases=_mse_cases, points=1, atol=1e-7, rtol=1e-5,
+          forbid=("coursekit.quant.quantization_error",),
           hint=("square each element's error and average over all the elements (not a sum, not one per "
                 "row). Return a Python float, not a tensor.",
                 "(x - y).pow(2).mean(), then .item()."))

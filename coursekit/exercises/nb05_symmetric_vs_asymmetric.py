@@ -27,6 +27,7 @@ def _scale_cases():
 
 
 @exercise(title="the scale of symmetric quantization", cases=_scale_cases,
+          forbid=("coursekit.quant.choose_qparams", "coursekit.quant.qparams_from_minmax"),
           hint=("a symmetric grid is centred on 0, so only the largest magnitude matters (a large "
                 "negative value counts too), and it must land on the largest positive code of a signed "
                 "`bits`-bit integer (127 for 8 bits). An all-zero x gets 1.0.",
@@ -52,6 +53,7 @@ def _quantize_cases():
 
 
 @exercise(title="symmetric codes", cases=_quantize_cases,
+          forbid=("coursekit.quant.quantize", "coursekit.quant.linear_quantize"),
           hint=("the scale is the one of symmetric_scale (all zeros included); then each value becomes "
                 "its nearest code, kept inside the signed range of `bits` bits. Return int8 codes shaped "
                 "like x.",
@@ -103,7 +105,7 @@ def _mode_cases():
     ]
 
 
-@exercise(title="choose the mode by measuring", cases=_mode_cases, points=2,
+@exercise(title="choose the mode by measuring", cases=_mode_cases, points=2, partial=True,
           hint=("don't guess from the data's shape: measure. Quantize x both ways with coursekit's quant "
                 "module, measure the error of each, and prefer symmetric unless asymmetric is strictly "
                 "better (on a tie the cheaper mode wins).",

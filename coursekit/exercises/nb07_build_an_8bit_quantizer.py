@@ -30,6 +30,7 @@ def _scales_cases():
 
 
 @exercise(title="per-channel symmetric int8 scales", cases=_scales_cases,
+          forbid=("coursekit.layers.int8_per_channel", "coursekit.quant.choose_qparams"),
           hint=("one scale per output channel (row): the row's largest magnitude must map to code 127. "
                 "Return a 1-D tensor of length out_features, computed for all rows at once. A row of "
                 "zeros gets 1.0.",
@@ -54,6 +55,7 @@ def _codes_cases():
 
 
 @exercise(title="int8 codes of a weight", cases=_codes_cases,
+          forbid=("coursekit.layers.int8_per_channel", "coursekit.quant.linear_quantize"),
           hint=("each row has its own scale, so the 1-D scales must line up with the rows, not the "
                 "columns. After dividing: round to the nearest integer, keep inside int8's range (some "
                 "hidden scales are too small) and only then change the dtype.",
@@ -78,6 +80,7 @@ def _forward_cases():
 
 
 @exercise(title="the W8A16 forward pass", cases=_forward_cases, rtol=1e-4, atol=1e-4,
+          forbid=("coursekit.layers.W8A16Linear.forward",),
           hint=("the scale of output channel o multiplies every weight of row o, so it can come out of "
                 "the sum: multiply x by the int8 weight converted to x's dtype first, then scale each "
                 "output. Add the bias only when there is one.",
@@ -96,6 +99,7 @@ def _bytes_cases():
 
 
 @exercise(title="bytes saved by W8A16", cases=_bytes_cases, rtol=0.0, atol=0.0,
+          forbid=("coursekit.memory.model_nbytes",),
           hint=("count the bytes of both layers and subtract. What does each store? The fp32 layer: its "
                 "weights. The W8A16 layer: its weights at a narrower width, and something extra for each "
                 "output channel. A bias would be the same in both.",

@@ -80,6 +80,14 @@ class Exercise:
                 sequence becomes a `Hint`, whose text is its first level. `hints` lists the levels.
     atol, rtol: tolerance for floating-point results; integers, bools and strings compare exactly.
     check_dtype: whether a tensor result must have the reference's dtype.
+    partial:    False (the default): the points only when every hidden case passes. True: points
+                in proportion to the hidden cases passed.
+    forbid:     dotted names of coursekit functions that implement the answer, e.g.
+                ("coursekit.quant.linear_quantize",). The grader scores 0 a function that calls
+                one of them while it runs on the hidden cases (`check` in a notebook does not look).
+    choices:    for a multiple-choice question (a value exercise whose answer is one of these
+                strings): a wrong choice is told it is wrong, never which one is right, and an
+                answer outside the choices is told what the choices are.
     """
 
     id: str
@@ -92,10 +100,21 @@ class Exercise:
     atol: float = 1e-5
     rtol: float = 1e-4
     check_dtype: bool = True
+    partial: bool = False
+    forbid: Sequence[str] = ()
+    choices: Sequence[str] = ()
 
     def __post_init__(self):
         if not isinstance(self.hint, str):       # levels: as text, the hint is the first one
             object.__setattr__(self, "hint", Hint(*self.hint))
+        if not isinstance(self.partial, bool):
+            fail(f"Exercise {self.id}: partial", "True or False", repr(self.partial))
+        forbid = (self.forbid,) if isinstance(self.forbid, str) else tuple(self.forbid)
+        for name in forbid:
+            if not (isinstance(name, str) and re.fullmatch(r"coursekit(\.[A-Za-z_][A-Za-z0-9_]*)+", name)):
+                fail(f"Exercise {self.id}: forbid", "dotted names of coursekit functions, e.g. "
+                     "'coursekit.quant.linear_quantize'", repr(name))
+        object.__setattr__(self, "forbid", forbid)
 
     @property
     def hints(self) -> tuple[str, ...]:
@@ -122,7 +141,7 @@ def exercise(**metadata) -> Callable[[Callable], Callable]:
     """Declare the decorated function as the reference solution of an exercise.
 
     `metadata` are the other fields of `Exercise` (cases, title, hint, points, atol, rtol,
-    check_dtype); `hint` is a string or a tuple of levels, the nudge first. The id is "NN.<function name>", NN from the spec module `nbNN_topic`. The
+    check_dtype, partial, forbid); `hint` is a string or a tuple of levels, the nudge first. The id is "NN.<function name>", NN from the spec module `nbNN_topic`. The
     function itself is returned unchanged (other specs and hidden cases may call it), carrying
     its `Exercise` as `.exercise`.
     """

@@ -12,7 +12,9 @@ feedback page shows the nudge only) and adds the expected and the returned value
 their own. The hint never changes a status, the points or the count of cases passed.
 
 The first hidden case that does not pass decides the status and the sentence; the exercise is
-worth its points only when every case passes.
+worth its points only when every case passes, unless its spec says `partial=True`: then it is
+worth its points in proportion to the cases passed. A function that called one of the exercise's
+`forbid`den coursekit functions (the grader's harness tells) scores 0, whatever it returned.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Status(StrEnum):
     TIMEOUT = "timeout"
     NOT_RUN = "not_run"
     INVALID = "invalid"        # the results could not be read
+    FORBIDDEN = "forbidden"    # the function called a coursekit function that implements the answer
     # Set by check() for an exercise id it does not know:
     UNKNOWN = "unknown"
 
@@ -56,13 +59,14 @@ class Verdict:
 
 
 def judge(ex: Exercise, cases: list, expected: list, handed: Handed, outcomes: list[Outcome],
-          voice: Voice, what: str = "", hint_level: int = 0) -> Verdict:
+          voice: Voice, what: str = "", hint_level: int = 0, forbidden: tuple[str, ...] = ()) -> Verdict:
     """The verdict on `outcomes` (one per case of `cases`, whose reference results are `expected`).
 
     `handed` says whether there was a function to call at all; `what` describes what stood there
     instead when it was not a function (check() shows the value, the grader only its type).
     `hint_level` is the level of the hint a notebook line ends with if the verdict is a failure or
-    an error (0: none); it changes nothing else.
+    an error (0: none); it changes nothing else. `forbidden` lists the forbidden functions the
+    learner's function called (the grader's harness records them).
     """
     if handed is not Handed.FUNCTION:
         status, body = _nothing_to_call(ex, handed, voice, what)
@@ -72,10 +76,15 @@ def judge(ex: Exercise, cases: list, expected: list, handed: Handed, outcomes: l
         problem = _problem(ex, i, len(cases), case, want, outcome, voice)
         passed += problem is None
         first = first or problem
+    if forbidden:
+        names = ", ".join(f"`{n}`" for n in forbidden)
+        body = (f"your function calls {names}, the course library's own implementation of this exercise; "
+                f"the exercise asks you to write it yourself, so it scores 0 (whatever it returned).")
+        return _verdict(ex, voice, Status.FORBIDDEN, body, passed=passed, hint_level=hint_level)
     if first is None:
         many = f" on {len(cases)} hidden cases" if len(cases) > 1 else ""
         return _verdict(ex, voice, Status.PASSED, f"passed{many}.", passed)
-    return _verdict(ex, voice, *first, passed=passed, hint_level=hint_level)
+    return _verdict(ex, voice, *first, passed=passed, hint_level=hint_level, total=len(cases))
 
 
 def _nothing_to_call(ex: Exercise, handed: Handed, voice: Voice, what: str) -> tuple[Status, str]:
@@ -115,12 +124,17 @@ def _problem(ex: Exercise, i: int, n: int, case: tuple, want, outcome: Outcome,
 
 
 #: The statuses after which a notebook line shows a hint: the learner tried, and it did not work.
-HINTED = frozenset({Status.FAILED, Status.ERROR})
+HINTED = frozenset({Status.FAILED, Status.ERROR, Status.FORBIDDEN})
 
 
 def _verdict(ex: Exercise, voice: Voice, status: Status, body: str, passed: int,
-             hint_level: int = 0) -> Verdict:
-    points = float(ex.points) if status is Status.PASSED else 0.0
+             hint_level: int = 0, total: int = 0) -> Verdict:
+    if status is Status.PASSED:
+        points = float(ex.points)
+    elif ex.partial and total and status in (Status.FAILED, Status.ERROR, Status.NOT_DONE):
+        points = round(float(ex.points) * passed / total, 4)
+    else:
+        points = 0.0
     head = ex.id + (f" ({ex.title})" if ex.title else "")
     if voice is Voice.REPORT:
         return Verdict(status, points, passed, f"{head}: {body}")

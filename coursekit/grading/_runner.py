@@ -148,6 +148,23 @@ class CappedClient(NotebookClient):
         return await super()._async_handle_timeout(timeout, cell)
 
 
+def wrapped_manager(wrap):
+    """A kernel manager that starts the kernel under `wrap` (bubblewrap's command line).
+
+    Interrupts go as messages on the control channel: a signal to the process group would reach
+    bubblewrap itself, not only the kernel inside its PID namespace.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class WrappedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments=None):
+            cmd = super().format_kernel_cmd(extra_arguments)
+            self.kernel_spec.interrupt_mode = "message"
+            return list(wrap) + cmd
+
+    return WrappedKernelManager
+
+
 # --------------------------------------------------------------------------- one run
 class Run:
     """The job, its report, and what earlier kernels learned (cells that killed them, timings)."""
@@ -209,7 +226,9 @@ class Run:
         config = Config()
         config.KernelManager.transport = "ipc"  # unix sockets in the sandbox: no TCP ports to race for
         config.KernelManager.ip = os.path.join(self.job["sandbox"], f"kernel-{number}")
-        return CappedClient(self.nb, self.cap, config=config, kernel_name="python3", allow_errors=True,
+        wrap = self.job.get("kernel_wrap")
+        extra = {"kernel_manager_class": wrapped_manager(wrap)} if wrap else {}
+        return CappedClient(self.nb, self.cap, config=config, kernel_name="python3", allow_errors=True, **extra,
                             interrupt_on_timeout=True,
                             error_on_timeout={"ename": "Timeout", "evalue": "the cell ran out of time",
                                               "traceback": []},

@@ -11,12 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from ..exercises.spec import Exercise
+from . import shards, similarity
+from .isolation import Confinement, Isolation, IsolationError, resolve
+from .masking import build_masked
 from .options import GradeOptions
 from .preparation import Prepared, load_registry, prepare
 from .report import Progress, write_reports
@@ -84,6 +89,7 @@ class _Item:
     raw: bytes = b""
     sha: str = ""
     fingerprint: str = ""
+    solutions: dict = field(default_factory=dict)   # exercise id -> normalized solution (similarity)
     result: SubmissionResult | None = None   # settled by the plan, or graded
 
 
@@ -97,21 +103,33 @@ def grade_batch(paths: list[str | Path], out: str | Path, options: GradeOptions 
     """
     options = options or GradeOptions()
     out = Path(out)
-    items = _items(find_submissions(paths), options)
+    items = batch = _items(find_submissions(paths), options)
+    try:
+        isolation = resolve(options.isolation)
+    except (IsolationError, ValueError) as exc:
+        raise UsageError(f"--isolation {options.isolation}: {exc}") from None
     prepare_out(out)
+    if options.shard is not None:
+        items = shards.select(batch, *options.shard)
     registry = dict(registry) if registry is not None else load_registry()
     prepared = {i: prepare(e) for i, e in registry.items() if e.notebook in {it.number for it in items}}
     bar = Progress(len(items), enabled=progress)
     for item in items:
-        _plan(item, prepared, options, out)
+        _plan(item, prepared, options, out, isolation)
         if item.result is not None:
             bar.update(item.result.status, reused=item.result.reused)
+    masked = Path(tempfile.mkdtemp(prefix="coursekit-masked-")) if isolation.isolated else None
     try:
-        _grade_all([it for it in items if it.result is None], options, out, bar)
+        confinement = Confinement(isolation, build_masked(masked / "exercises") if masked else None)
+        _grade_all([it for it in items if it.result is None], options, out, bar, confinement)
     finally:
         bar.close()
+        if masked is not None:
+            shutil.rmtree(masked, ignore_errors=True)
     done = [(it.key, it.result) for it in items if it.result is not None]
-    write_reports(out, done, registry)
+    if options.shard is not None:
+        shards.write_manifest(out, batch, items, options.shard, isolation)
+    write_reports(out, done, registry, isolation, options)
     return [r for _, r in done]
 
 
@@ -134,7 +152,8 @@ def _key(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem.replace("/", "__")).strip("_.") or "submission"
 
 
-def _plan(item: _Item, prepared: dict[str, Prepared], options: GradeOptions, out: Path) -> None:
+def _plan(item: _Item, prepared: dict[str, Prepared], options: GradeOptions, out: Path,
+          isolation: Isolation) -> None:
     """Read the submission; settle `item.result` when no kernel is needed for it."""
     try:
         item.raw = item.path.read_bytes()
@@ -145,8 +164,9 @@ def _plan(item: _Item, prepared: dict[str, Prepared], options: GradeOptions, out
     item.sha = hashlib.sha256(item.raw).hexdigest()
     item.preps = [p for p in prepared.values() if p.ex.notebook == item.number]
     setup = repr((GRADER_VERSION, options.timeout, options.memory_mb, options.exercise_timeout,
-                  options.file_mb, options.output_kb)) + repr([p.fingerprint for p in item.preps])
+                  options.file_mb, options.output_kb, isolation.isolated)) + repr([p.fingerprint for p in item.preps])
     item.fingerprint = hashlib.sha256(setup.encode()).hexdigest()[:16]
+    item.solutions = similarity.solution_hashes(item.raw, [p.ex for p in item.preps])
     old = load_previous(out / "results" / f"{item.key}.json", item.sha, item.fingerprint)
     if old is not None:
         old.submission, old.path, old.reused = item.label, str(item.path), True
@@ -156,15 +176,15 @@ def _plan(item: _Item, prepared: dict[str, Prepared], options: GradeOptions, out
                else f"there are no exercises for notebook {item.number}")
         item.result = SubmissionResult(item.label, str(item.path), item.sha, item.number, RunStatus.INVALID,
                                        f"cannot tell which exercises to grade: {why}.",
-                                       fingerprint=item.fingerprint)
+                                       fingerprint=item.fingerprint, solutions=item.solutions)
         save(out, item.key, item.result)
 
 
-def _grade_all(todo: list[_Item], options: GradeOptions, out: Path, bar) -> None:
+def _grade_all(todo: list[_Item], options: GradeOptions, out: Path, bar, confinement: Confinement) -> None:
     """Grade `todo`, `options.jobs` at a time; each result is saved the moment it is ready."""
     pool = ThreadPoolExecutor(max_workers=max(1, int(options.jobs)))
     try:
-        futures = {pool.submit(_grade_one, item, options, out): item for item in todo}
+        futures = {pool.submit(_grade_one, item, options, out, confinement): item for item in todo}
         for f in as_completed(futures):
             futures[f].result = f.result()
             bar.update(futures[f].result.status)
@@ -176,12 +196,13 @@ def _grade_all(todo: list[_Item], options: GradeOptions, out: Path, bar) -> None
         pool.shutdown(wait=True)
 
 
-def _grade_one(item: _Item, options: GradeOptions, out: Path) -> SubmissionResult:
+def _grade_one(item: _Item, options: GradeOptions, out: Path, confinement: Confinement) -> SubmissionResult:
     try:
         r = grade_submission(item.path, item.preps, options, item.label, item.sha, item.raw,
-                             item.number, item.fingerprint)
+                             item.number, item.fingerprint, confinement)
     except Exception as exc:  # a bug of ours: report it on this row, keep the batch going
         return SubmissionResult(item.label, str(item.path), item.sha, item.number, RunStatus.ERROR,
                                 f"the grader failed on this submission: {type(exc).__name__}: {exc}")
+    r.solutions = item.solutions
     save(out, item.key, r)
     return r

@@ -18,4 +18,8 @@ class GradeOptions:
     notebook: str | None = None
     startup_timeout: float = 60.0
     threads: int | None = None  # torch/OMP threads per kernel; default: the cores shared among jobs
+    isolation: str = "auto"     # "auto" (bubblewrap when it can run), "bwrap" (required), "none"
+    shard: tuple[int, int] | None = None   # (I, N): grade only the I-th of N shards (1-based)
+    gradebook: str | None = None           # "canvas" | "moodle" | "csv": also write a gradebook file
+    learner_pattern: str | None = None     # regex with a group (?P<learner>...) over the file's path
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..exercises.compare import clone_args
 from ..exercises.spec import Exercise, exercises_in
-from . import transport
+from . import forbid, transport
 
 
 def load_registry(spec_modules: list[str] | None = None) -> dict[str, Exercise]:
@@ -41,6 +41,7 @@ class Prepared:
     cases_json: bytes
     cases_tensors: bytes | None
     fingerprint: str
+    forbid: list = None       # [dotted, module, file, qualname] per forbidden function (forbid.targets)
 
 
 def prepare(ex: Exercise) -> Prepared:
@@ -57,5 +58,5 @@ def prepare(ex: Exercise) -> Prepared:
     h.update(json.dumps(exp_tree, sort_keys=True).encode())
     if exp_tensors:
         h.update(st_save(exp_tensors))
-    h.update(repr((ex.id, ex.name, ex.points, ex.atol, ex.rtol, ex.check_dtype)).encode())
-    return Prepared(ex, cases, expected, cases_json, cases_tensors, h.hexdigest()[:16])
+    h.update(repr((ex.id, ex.name, ex.points, ex.atol, ex.rtol, ex.check_dtype, ex.partial, ex.forbid)).encode())
+    return Prepared(ex, cases, expected, cases_json, cases_tensors, h.hexdigest()[:16], forbid.targets(ex.forbid))

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from ..exercises import outcome
 from ..exercises.outcome import Handed, Kind, Outcome
-from . import harness, transport
+from . import forbid, harness, transport
 from .preparation import Prepared
 
 HARNESS_FILE = "<coursekit-grader>"  # the file name the harness's frames carry in tracebacks
-_SOURCES = tuple(Path(m.__file__).read_text(encoding="utf-8") for m in (outcome, transport, harness))
+_SOURCES = tuple(Path(m.__file__).read_text(encoding="utf-8") for m in (outcome, transport, forbid, harness))
 _RECORD_KEYS = {Kind.RETURNED: {"r", "value"}, Kind.NOT_DONE: {"r"},
                 Kind.RAISED: {"r", "type", "message", "where"}}
 
@@ -30,7 +30,7 @@ def harness_cell(prep: Prepared, nonce: str, cases_stem: str, out_stem: str) -> 
     if prep.cases_tensors is not None:
         Path(cases_stem + ".safetensors").write_bytes(prep.cases_tensors)
     args = dict(name=prep.ex.name, is_value=prep.ex.is_value, cases_stem=cases_stem, out_stem=out_stem,
-                nonce=nonce, exercise=prep.ex.id, harness_file=HARNESS_FILE)
+                nonce=nonce, exercise=prep.ex.id, harness_file=HARNESS_FILE, forbid=prep.forbid)
     fn = f"_coursekit_grade_{nonce[:12]}"
     return (f"def {fn}(_sources={_SOURCES!r}, _args={args!r}):\n"
             f"    _ns = {{'__name__': '_coursekit_harness'}}\n"
@@ -46,12 +46,13 @@ class KernelAnswer:
     handed: Handed
     function_type: str       # the type found instead of a function (Handed.NOT_A_FUNCTION)
     outcomes: list[Outcome]
+    forbidden: tuple[str, ...] = ()   # forbidden coursekit functions the learner's function called
 
 
 def read_result(prep: Prepared, stem: str, nonce: str) -> KernelAnswer:
     """The harness's result file for one exercise, checked strictly; raises TransportError."""
     doc = transport.load_json(stem + ".json")
-    keys = {"format", "nonce", "exercise", "function", "function_type", "cases", "tensors"}
+    keys = {"format", "nonce", "exercise", "function", "function_type", "cases", "tensors", "forbidden"}
     if set(doc) != keys or doc["format"] != transport.FORMAT or doc["nonce"] != nonce \
             or doc["exercise"] != prep.ex.id:
         raise transport.TransportError("the result file does not belong to this run")
@@ -74,7 +75,10 @@ def read_result(prep: Prepared, stem: str, nonce: str) -> KernelAnswer:
     outcomes = [_outcome(record, tensors, used) for record in records]
     if used != set(tkeys):
         raise transport.TransportError("tensors in the file that no result uses")
-    return KernelAnswer(given, doc["function_type"], outcomes)
+    called = doc["forbidden"]
+    if not isinstance(called, list) or not set(called) <= set(prep.ex.forbid):
+        raise transport.TransportError("bad forbidden list")
+    return KernelAnswer(given, doc["function_type"], outcomes, tuple(sorted(set(called))))
 
 
 def _outcome(record, tensors: dict, used: set) -> Outcome:

@@ -1,4 +1,9 @@
-"""What the grader writes: grades.csv, grades.json, one feedback page per submission, a progress bar."""
+"""What the grader writes: grades.csv, grades.json, one feedback page per submission, a progress bar.
+
+Alongside (each in its own module): summary.md + summary.png (`summary`), similarity.csv
+(`similarity`) and, when asked, a gradebook for an LMS (`gradebook`). grades.json says first
+whether the submissions were isolated (`isolation`).
+"""
 
 from __future__ import annotations
 
@@ -23,15 +28,20 @@ _ADVICE = {
                        "course notebook (NN_topic.ipynb).",
 }
 _MARK = {Status.PASSED: "✅", Status.FAILED: "❌", Status.ERROR: "❌", Status.NOT_DONE: "⏳",
-         Status.MISSING: "❓", Status.TIMEOUT: "⏱️", Status.NOT_RUN: "⏭️", Status.INVALID: "⚠️"}
+         Status.MISSING: "❓", Status.TIMEOUT: "⏱️", Status.NOT_RUN: "⏭️", Status.INVALID: "⚠️",
+         Status.FORBIDDEN: "🚫"}
 
 
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
 
 
-def write_reports(out: Path, rows: list, registry) -> None:
-    """rows: (key, SubmissionResult) in batch order."""
+def write_reports(out: Path, rows: list, registry, isolation=None, options=None) -> None:
+    """rows: (key, SubmissionResult) in batch order; `isolation` what the kernels ran under;
+    `options` (GradeOptions) says which gradebook to write, if any."""
+    from .gradebook import write_gradebook
+    from .similarity import write_similarity
+    from .summary import write_summary
     seen = {e for _, r in rows for e in r.exercises}
     ids = [e for e in registry if e in seen] + sorted(seen - set(registry))  # the notebooks' order
     buf = io.StringIO()
@@ -42,12 +52,14 @@ def write_reports(out: Path, rows: list, registry) -> None:
                     _num(r.total), _num(r.max_total), r.status])
     (out / "grades.csv").write_text(buf.getvalue(), encoding="utf-8")
 
-    doc = {"exercises": {e: {"points": registry[e].points if e in registry else None,
+    doc = {"isolation": isolation.to_json() if isolation is not None else None,
+           "exercises": {e: {"points": registry[e].points if e in registry else None,
                              "title": registry[e].title if e in registry else ""} for e in ids},
            "submissions": []}
     for key, r in rows:
         d = r.to_json()
         d.pop("grader", None)
+        d.pop("solutions", None)
         d["feedback"] = f"feedback/{key}.md"
         d["reused"] = r.reused
         doc["submissions"].append(d)
@@ -55,6 +67,10 @@ def write_reports(out: Path, rows: list, registry) -> None:
 
     for key, r in rows:
         (out / "feedback" / f"{key}.md").write_text(feedback(r), encoding="utf-8")
+    write_summary(out, rows, registry, isolation)
+    write_similarity(out, rows, registry)
+    if options is not None and options.gradebook:
+        write_gradebook(out, rows, registry, options.gradebook, options.learner_pattern)
 
 
 def feedback(r) -> str:
@@ -72,13 +88,14 @@ def feedback(r) -> str:
         lines += ["", "## To work on", ""]
         for e in other:
             title = f" · {e.title}" if e.title else ""
-            lines += [f"### {_MARK.get(e.status, '❌')} {e.id}{title}: 0 / {_num(e.max_points)}", ""]
+            lines += [f"### {_MARK.get(e.status, '❌')} {e.id}{title}: {_num(e.points)} / {_num(e.max_points)}", ""]
             first, *rest = e.message.split("\n")
             lines.append(first)
             if rest:
                 lines += ["", "```", *[x.strip() for x in rest], "```"]
             if e.cases and e.status in (Status.FAILED, Status.ERROR):
-                lines += ["", f"{e.cases_passed} of {e.cases} hidden cases passed."]
+                credit = " (partial credit: points in proportion)" if 0 < e.points < e.max_points else ""
+                lines += ["", f"{e.cases_passed} of {e.cases} hidden cases passed{credit}."]
             if e.hint:
                 lines += ["", f"Hint: {e.hint}"]
             lines.append("")

@@ -13,7 +13,7 @@ from enum import StrEnum
 from ..exercises.verdict import Status
 
 #: Bump when a stored result must not be reused any more (results/KEY.json carry it).
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"
 
 
 class RunStatus(StrEnum):
@@ -53,6 +53,7 @@ class SubmissionResult:
     exercises: dict[str, ExerciseResult] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
     fingerprint: str = ""
+    solutions: dict = field(default_factory=dict)   # exercise id -> [normalized hash, nodes] (similarity)
     reused: bool = False
 
     @property
@@ -68,7 +69,8 @@ class SubmissionResult:
                 "sha256": self.sha256, "fingerprint": self.fingerprint, "notebook": self.notebook,
                 "status": self.status, "status_message": self.status_message,
                 "total": self.total, "max_total": self.max_total,
-                "exercises": {k: vars(v) for k, v in self.exercises.items()}, "details": self.details}
+                "exercises": {k: vars(v) for k, v in self.exercises.items()}, "details": self.details,
+                "solutions": self.solutions}
 
     @classmethod
     def from_json(cls, doc: dict) -> "SubmissionResult":
@@ -76,4 +78,5 @@ class SubmissionResult:
                    notebook=doc["notebook"], status=RunStatus(doc["status"]),
                    status_message=doc["status_message"],
                    exercises={k: ExerciseResult.from_json(v) for k, v in doc["exercises"].items()},
-                   details=doc.get("details", {}), fingerprint=doc["fingerprint"])
+                   details=doc.get("details", {}), fingerprint=doc["fingerprint"],
+                   solutions=doc.get("solutions", {}))

@@ -14,9 +14,10 @@ Limits (GradeOptions; CLI flags in brackets)
 * HOME, TMPDIR and the working directory are a fresh temporary folder, removed afterwards; the
   kernel talks over unix sockets in it; OMP/MKL threads = cores // jobs so jobs don't compete.
 
-What this does not do: the kernel runs as the grader's user, so it is not a security boundary
-against a determined attacker (it could read other files or call the reference solutions, which
-ship with coursekit). Run cohorts you don't trust inside a container or as a separate user.
+Isolation (`isolation`): with bubblewrap the kernel is started inside its own namespaces, with
+a read-only system, no network, only its own folder writable and nothing of the other
+submissions, the output folder or the instructor's files in view. Without it, the kernel runs as
+the grader's user (not a security boundary), and every report says so.
 """
 
 from __future__ import annotations
@@ -125,8 +126,9 @@ def hard_timeout(options: GradeOptions, n_exercises: int) -> float:
 
 
 def run(cells: list[str], harness: list[dict], options: GradeOptions, work: Path, sandbox: Path,
-        nonce: str) -> RunReport:
-    """Run the runner on the learner's `cells`, then the `harness` cells ({id, timeout, code})."""
+        nonce: str, kernel_wrap: list[str] | None = None) -> RunReport:
+    """Run the runner on the learner's `cells`, then the `harness` cells ({id, timeout, code}).
+    `kernel_wrap`, when given, is the command line the kernel is started under (bubblewrap)."""
     hard = hard_timeout(options, len(harness))
     job = {"cells": cells, "sandbox": str(sandbox), "report": str(work / f"{nonce}-report.json"),
            "kernel_pid_file": str(work / f"{nonce}-kernels"), "timeout": options.timeout,
@@ -134,7 +136,7 @@ def run(cells: list[str], harness: list[dict], options: GradeOptions, work: Path
            "limits": {"as_bytes": (options.memory_mb + AS_HEADROOM_MB) * 2**20,
                       "cpu_s": int(2 * hard) + 10, "fsize_bytes": options.file_mb * 2**20},
            "rss_limit_bytes": options.memory_mb * 2**20, "output_limit_bytes": options.output_kb * 1000,
-           "env": kernel_env(sandbox, options)}
+           "env": kernel_env(sandbox, options), "kernel_wrap": kernel_wrap}
     log = work / f"{nonce}-runner.log"
     killed = _run_runner(job, hard, sandbox, log)
     try:

@@ -27,15 +27,20 @@ _MEMORY_WORDS = ("MemoryError", "can't allocate memory", "Cannot allocate memory
 
 def score_exercise(prep: Prepared, stem: str, nonce: str, state: HarnessState,
                    detail: str = "") -> ExerciseResult:
-    """The result of one exercise, from the harness's file STEM.json when there is one."""
-    if not os.path.exists(stem + ".json"):
+    """The result of one exercise, from the harness's file STEM.json when there is one.
+
+    The file counts only when the runner saw the harness cell finish (`HarnessState.DONE`): a file
+    left for an exercise whose cell timed out or died was not written by that cell (a learner's
+    function, called by an earlier harness cell, could have forged it, nonce and all).
+    """
+    if state is not HarnessState.DONE or not os.path.exists(stem + ".json"):
         return _no_outcomes(prep, state, detail)
     try:
         found = read_result(prep, stem, nonce)
     except (transport.TransportError, OSError, KeyError, TypeError, ValueError) as exc:
         return _result(prep, Status.INVALID, f"the results could not be read ({str(exc)[:200]}); no points.")
     verdict = judge(prep.ex, prep.cases, prep.expected, found.handed, found.outcomes, Voice.REPORT,
-                    found.function_type)
+                    found.function_type, forbidden=found.forbidden)
     return _from_verdict(prep, verdict)
 
 

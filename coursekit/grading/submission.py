@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from . import sandbox as sandboxed
+from .isolation import Confinement, Isolation
 from .options import GradeOptions
 from .preparation import Prepared
 from .protocol import harness_cell
@@ -45,7 +46,8 @@ def code_cells(raw: bytes) -> list[str]:
 
 
 def grade_submission(path: str | Path, preps: list[Prepared], options: GradeOptions, label: str,
-                     sha256: str, raw: bytes, number: str | None, fingerprint: str) -> SubmissionResult:
+                     sha256: str, raw: bytes, number: str | None, fingerprint: str,
+                     confinement: Confinement | None = None) -> SubmissionResult:
     result = SubmissionResult(label, str(path), sha256, number, RunStatus.OK, "", fingerprint=fingerprint)
     try:
         cells = code_cells(raw)
@@ -57,14 +59,19 @@ def grade_submission(path: str | Path, preps: list[Prepared], options: GradeOpti
     sandbox = Path(tempfile.mkdtemp(prefix="coursekit-sandbox-"))
     nonce = secrets.token_hex(16)
     started = time.monotonic()
+    confinement = confinement or Confinement(Isolation(False, "none", "no isolation was set up"))
+    cases, answers = work / "cases", work / "results"  # read-only and writable for the kernel
+    cases.mkdir()
+    answers.mkdir()
     try:
         harness = [{"id": p.ex.id, "timeout": options.exercise_timeout,
-                    "code": harness_cell(p, nonce, str(work / f"{nonce}-c{i}"), str(work / f"{nonce}-r{i}"))}
+                    "code": harness_cell(p, nonce, str(cases / f"{nonce}-c{i}"), str(answers / f"{nonce}-r{i}"))}
                    for i, p in enumerate(preps)]
-        run = sandboxed.run(cells, harness, options, work, sandbox, nonce)
+        wrap = confinement.kernel_wrap(sandbox, [cases], [answers], sandboxed.kernel_env(sandbox, options))
+        run = sandboxed.run(cells, harness, options, work, sandbox, nonce, wrap)
         for i, p in enumerate(preps):
             state, detail = run.harness(p.ex.id)
-            result.exercises[p.ex.id] = score_exercise(p, str(work / f"{nonce}-r{i}"), nonce, state, detail)
+            result.exercises[p.ex.id] = score_exercise(p, str(answers / f"{nonce}-r{i}"), nonce, state, detail)
         result.status, result.status_message = run_status(run)
         result.details = {k: run.report.get(k) for k in _DETAILS}
         result.details["seconds"] = round(time.monotonic() - started, 1)
