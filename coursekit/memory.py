@@ -32,6 +32,7 @@ from . import checks
 __all__ = [
     "bytes_per_param", "nbytes_for", "format_bytes", "MemoryRow", "memory_table",
     "format_memory_table", "WEIGHT_SHARE", "model_nbytes", "tensor_nbytes", "peak_memory", "GB",
+    "MemoryTrace", "memory_trace", "memory_trace_in_new_process",
 ]
 
 GB = 1e9
@@ -181,15 +182,36 @@ def model_nbytes(model: torch.nn.Module) -> int:
     Unlike ``get_memory_footprint()``, this sees through quantized tensor subclasses, so a model
     after ``quantize(model, weights=qint8); freeze(model)`` reports its int8 data plus scales.
     Tied weights and buffers that share memory are counted once; a uint8 buffer that packs two
-    4-bit values per byte naturally counts half a byte per value.
+    4-bit values per byte naturally counts half a byte per value. bitsandbytes' weights keep their
+    scales outside the parameter (``_bnb_scale_tensors``): those are counted too.
     """
     checks.check_instance(model, "model", torch.nn.Module, "a torch.nn.Module")
     seen = {}
     for t in list(model.parameters()) + list(model.buffers()):
-        for leaf in _plain_tensors(t):
+        for leaf in [*_plain_tensors(t), *_bnb_scale_tensors(t)]:
             key, nbytes = _storage_key_and_nbytes(leaf)
             seen[key] = nbytes
     return sum(seen.values())
+
+
+def _bnb_scale_tensors(t: torch.Tensor):
+    """The tensors a bitsandbytes weight needs besides its own data, which are not parameters.
+
+    ``Int8Params`` keeps one float32 scale per row in ``.SCB`` (and ``.CB``, the int8 data itself);
+    ``Params4bit`` keeps ``.quant_state``: float32 ``absmax`` per block, the 16-entry ``code``
+    table, and with double quantization an ``offset`` and a nested ``state2`` of the same kind.
+    """
+    for name in ("CB", "SCB"):
+        extra = getattr(t, name, None)
+        if isinstance(extra, torch.Tensor):
+            yield extra
+    state = getattr(t, "quant_state", None)
+    while state is not None:
+        for name in ("absmax", "code", "offset"):
+            extra = getattr(state, name, None)
+            if isinstance(extra, torch.Tensor):
+                yield extra
+        state = getattr(state, "state2", None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +277,120 @@ def _peak_cuda(fn, args, kwargs, device):
     result = fn(*args, **kwargs)
     torch.cuda.synchronize(device)
     return result, max(0, torch.cuda.max_memory_allocated(device) - start)
+
+
+@dataclass
+class MemoryTrace:
+    """Memory over the time of one call, relative to just before it (bytes; seconds since the start).
+
+    ``private`` is memory only this process can use: on a CPU the resident anonymous memory
+    (RssAnon), on a GPU the bytes PyTorch allocated. ``total`` adds what the OS can drop and re-read
+    at any time: on a CPU the pages of memory-mapped files (VmRSS), on a GPU the caching allocator's
+    reserve. The difference is what a safetensors checkpoint read through mmap costs a CPU.
+    """
+    seconds: list
+    private: list
+    total: list
+
+    @property
+    def peak_private(self) -> int:
+        return max(self.private, default=0)
+
+    @property
+    def peak_total(self) -> int:
+        return max(self.total, default=0)
+
+
+def _status_bytes(*keys):
+    """Values of /proc/self/status lines (kB there) in bytes, in the order of `keys`."""
+    found = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in keys:
+                found[name] = int(rest.split()[0]) * 1024
+    return [found.get(k, 0) for k in keys]
+
+
+def memory_trace(fn, *args, device=None, interval=0.002, **kwargs):
+    """Run ``fn(*args, **kwargs)`` and return ``(result, MemoryTrace)``: memory sampled while it runs.
+
+    A background thread samples every ``interval`` seconds, so a spike shorter than that can be
+    missed; the result is kept alive until returned. Needs /proc on a CPU (Linux, Colab).
+    """
+    if not callable(fn):
+        checks.fail("fn", "a callable to measure", type(fn).__name__, TypeError)
+    checks.check_number(interval, "interval", positive=True)
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        def sample():
+            return torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
+    elif os.path.exists("/proc/self/status"):
+        def sample():
+            return tuple(_status_bytes("RssAnon", "VmRSS"))
+    else:
+        checks.fail("device", "a CUDA device, or a CPU with /proc (Linux)", str(device))
+    gc.collect()
+    base = sample()
+    trace = MemoryTrace([], [], [])
+    done = threading.Event()
+    start = time.perf_counter()
+
+    def run():
+        while True:
+            private, total = sample()
+            trace.seconds.append(time.perf_counter() - start)
+            trace.private.append(private - base[0])
+            trace.total.append(total - base[1])
+            if done.wait(interval):
+                return
+
+    sampler = threading.Thread(target=run, daemon=True)
+    sampler.start()
+    try:
+        result = fn(*args, **kwargs)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    finally:
+        done.set()
+        sampler.join()
+    private, total = sample()      # the state at the end, after the last sample of the loop
+    trace.seconds.append(time.perf_counter() - start)
+    trace.private.append(private - base[0])
+    trace.total.append(total - base[1])
+    return result, trace
+
+
+def memory_trace_in_new_process(expression: str, setup: str = "", device=None, interval=0.002,
+                                timeout: float = 300) -> MemoryTrace:
+    """`memory_trace` of one Python expression, evaluated in a fresh Python process.
+
+    A process that already loaded and freed models reuses that memory, and file pages it has read
+    stay mapped: measured again in the same process, a second route looks cheaper than it is. A
+    new process starts clean. ``setup`` runs first (imports), ``expression`` is then measured;
+    both see ``device``.
+    """
+    import json
+    import subprocess
+
+    for value, name in ((expression, "expression"), (setup, "setup")):
+        if not isinstance(value, str):
+            checks.fail(name, "Python source code as a string", type(value).__name__, TypeError)
+    device = str(torch.device("cpu" if device is None else device))
+    program = (
+        "import json, sys, torch\n"
+        "from coursekit import memory\n"
+        f"device = torch.device({device!r})\n"
+        f"{setup}\n"
+        f"result, trace = memory.memory_trace(lambda: {expression}, device=device, interval={interval!r})\n"
+        "print('\\n' + json.dumps([trace.seconds, trace.private, trace.total]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise RuntimeError(f"measuring {expression!r} in a new process failed:\n{tail}")
+    seconds, private, total = json.loads(done.stdout.strip().splitlines()[-1])
+    return MemoryTrace(seconds, private, total)
 
 
 def peak_memory(fn, *args, device=None, interval=0.001, **kwargs):

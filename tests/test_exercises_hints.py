@@ -280,5 +280,5 @@ def test_a_pass_reads_as_before(monkeypatch, ex):
 
 def test_the_stored_pass_line_of_notebook_04(monkeypatch):
     monkeypatch.setattr(exercises, "_REGISTRY", {e.id: e for e in REAL})
-    r = evaluate("04.fits_on_gpu", exercises.get_exercise("04.fits_on_gpu").reference)
-    assert r.message == "✅ 04.fits_on_gpu (does it fit on the GPU?): passed on 9 hidden cases."
+    r = evaluate("04.choose_group_size", exercises.get_exercise("04.choose_group_size").reference)
+    assert r.message == "✅ 04.choose_group_size (the finest groups a memory budget allows): passed on 9 hidden cases."

@@ -22,14 +22,15 @@ F = torch.nn.functional
 # A plausible mistake per exercise, with a word the failure message must contain.
 WRONG = {
     # 01: data types
-    "01.signed_range": (lambda bits: (-(2 ** (bits - 1)), 2 ** (bits - 1)), "expected 127"),
+    "01.smallest_signed_bits": (lambda v: max(abs(x) for x in v).bit_length() + 1, "expected 8"),
     "01.twos_complement_bits": (lambda value, bits: format(abs(value), f"0{bits}b"), "expected '11010101'"),
     "01.decode_signed": (lambda bits: int(bits, 2), "expected -43"),
-    "01.weight_memory_gb": (lambda n, bits: n * bits / 8 / 2 ** 30, "expected 28"),
+    "01.widest_fitting_bits": (lambda n, gb: next((b for b in (32, 16, 8, 4) if n * b / 8 <= gb * 1e9), None),
+                               "expected 8"),
     "01.to_fp16": (lambda x: torch.tensor(x).bfloat16().item(), "expected 0.333252"),
     # 02: model casting
-    "02.tensor_bytes": (lambda t: t.numel() * 4, "expected 64"),
-    "02.mean_abs_diff": (lambda a, b: (a.float() - b.float()).mean().item(), "expected"),
+    "02.most_changed": (lambda names, before, after: names[max(
+        range(len(names)), key=lambda i: (after[i].float() - before[i].float()).norm().item())], "expected 'pair'"),
     "02.mean_cosine": (lambda a, b: (a * b).sum(-1).mean().item(), "expected"),
     "02.perplexity_from_logits": (lambda logits, t: F.cross_entropy(logits.float(), t).item(), "expected 288"),
     "02.top1_agreement": (lambda a, b: (a.argmax(-1) == b.argmax(-1)).sum().item(), "expected 0.916667"),
@@ -39,7 +40,8 @@ IDS = sorted(WRONG)
 
 
 def test_every_exercise_of_nb01_nb02_is_covered_here():
-    assert sorted(e.id for e in list_exercises("01") + list_exercises("02")) == IDS
+    # 02.which_route is multiple choice: its wrong answers are tested below, without "expected"
+    assert sorted(e.id for e in list_exercises("01") + list_exercises("02")) == sorted(IDS + ["02.which_route"])
 
 
 @pytest.mark.parametrize("exercise_id", IDS)
@@ -58,13 +60,18 @@ def test_passing_the_result_instead_of_the_function_is_explained(exercise_id):
 
 
 def test_integer_answers_are_exact_for_wide_integers():
-    # The default relative tolerance (1e-4) would accept 2**31 for 2**31 - 1; the spec must not.
-    def off_by_one_at_32(bits):
-        low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-        return (low, high + 1) if bits == 32 else (low, high)
+    # An answer one bit off must fail at every width, 64 bits included (integers compare exactly).
+    result = evaluate("01.smallest_signed_bits", lambda values: off_by_one(values))
+    assert result.status == "failed" and "got 9, expected 8" in result.message       # [-128]
 
-    result = evaluate("01.signed_range", off_by_one_at_32)
-    assert result.status == "failed" and "2147483647" in result.message
+
+def off_by_one(values):
+    """Forgets that the negative side is one longer: -128 would need 9 bits."""
+    m = max(max(values), -min(values))
+    bits = 1
+    while 2 ** (bits - 1) - 1 < m:
+        bits += 1
+    return bits
 
 
 def test_fp16_edge_cases_are_in_the_hidden_cases():
@@ -86,17 +93,27 @@ def test_fp16_answer_may_be_a_tensor_or_go_through_float32():
     assert evaluate("01.to_fp16", lambda x: torch.tensor(x, dtype=torch.float32).half().item()).passed
 
 
-def test_memory_answer_in_bytes_fails_with_units_hint():
-    result = evaluate("01.weight_memory_gb", lambda n, bits: n * bits / 8)
-    assert result.status == "failed" and "10^9" in result.message
+def test_fits_answer_without_the_80_percent_rule_fails_with_the_rule_in_the_hint():
+    result = evaluate("01.widest_fitting_bits", lambda n, gb: next((b for b in (32, 16, 8, 4)
+                                                                   if n * b / 8 <= gb * 1e9), None))
+    assert result.status == "failed" and "80 %" in result.message
+
+
+def test_which_route_never_reveals_the_right_letter():
+    for wrong in ("a", "c", "d"):
+        result = evaluate("02.which_route", lambda w=wrong: w)
+        assert result.status == "failed" and "'b'" not in result.message, result.message
+    result = evaluate("02.which_route", lambda: "B")
+    assert result.status == "failed" and "one of 'a', 'b', 'c', 'd'" in result.message
 
 
 def test_low_precision_arithmetic_is_caught_where_it_matters():
     # Computing the perplexity of bf16 logits in bf16 loses about a percent: must fail.
     in_bf16 = lambda logits, t: math.exp(F.cross_entropy(logits, t).float().item())  # noqa: E731
     assert evaluate("02.perplexity_from_logits", in_bf16).status == "failed"
-    # The mean |diff| with the inputs left in mixed dtypes still works: torch promotes to float32.
-    assert evaluate("02.mean_abs_diff", lambda a, b: (a - b).abs().mean()).passed
+    # Relative errors with the inputs left in mixed dtypes still work: torch promotes to float32.
+    assert evaluate("02.most_changed", lambda names, before, after: names[max(
+        range(len(names)), key=lambda i: ((after[i] - before[i]).norm() / before[i].norm()).item())]).passed
 
 
 def test_equivalent_formulations_pass():
@@ -110,5 +127,5 @@ def test_equivalent_formulations_pass():
 
     assert evaluate("02.mean_cosine", cosine_by_hand).passed
     assert evaluate("02.perplexity_from_logits", ppl_by_hand).passed
-    assert evaluate("02.tensor_bytes", lambda t: t.untyped_storage().nbytes()).passed
+    assert evaluate("01.smallest_signed_bits", lambda v: max(max(max(v), 0).bit_length(), max(-min(v) - 1, 0).bit_length()) + 1).passed
     assert evaluate("01.decode_signed", lambda s: int(s, 2) - (int(s[0]) << len(s))).passed

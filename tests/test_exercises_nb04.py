@@ -24,7 +24,7 @@ def fresh_kernel():
 
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "04_llm_quantization.ipynb"
-IDS = ["04.perplexity_from_losses", "04.bytes_for_model", "04.fits_on_gpu", "04.relative_increase",
+IDS = ["04.perplexity_from_losses", "04.bytes_for_model", "04.choose_group_size", "04.keep_in_high_precision",
        "04.pick_precision"]
 
 
@@ -73,30 +73,33 @@ def test_bytes_without_groups_agrees_with_coursekit_memory():
         assert nb04.bytes_for_model(n, bits, None) == pytest.approx(memory.nbytes_for(n, bits))
 
 
-# --------------------------------------------------------------------------- fits_on_gpu
+# --------------------------------------------------------------------------- choose_group_size
 @pytest.mark.parametrize("wrong", [
-    lambda n, bits, gb: n * bits / 8 <= gb * 1e9,                 # no headroom
-    lambda n, bits, gb: n * bits / 8 <= 0.8 * gb * 2 ** 30,       # GiB instead of GB
-    lambda n, bits, gb: n * bits <= 0.8 * gb * 1e9,               # bits, not bytes
+    lambda n, bits, gb, c: max(g for g in c if n * bits / 8 + n / g * 4 <= gb * 1e9),   # the largest that fits
+    lambda n, bits, gb, c: next((g for g in c if n * bits / 8 + n / g * 4 <= gb * 1e9), None),  # unsorted
+    lambda n, bits, gb, c: next((g for g in sorted(c) if n * bits / 8 <= gb * 1e9), None),      # forgets the scales
 ])
-def test_fits_wrong_answers_fail(wrong):
-    _assert_fails("04.fits_on_gpu", wrong, "expected")
+def test_group_size_wrong_answers_fail(wrong):
+    r = evaluate("04.choose_group_size", wrong)
+    assert r.status in ("failed", "error"), r.message
 
 
-def test_fits_wants_a_python_bool():
-    r = evaluate("04.fits_on_gpu", lambda n, bits, gb: torch.tensor(n * bits / 8 <= 0.8 * gb * 1e9))
-    assert r.status == "failed"
+def test_group_size_may_use_the_learners_bytes_for_model():
+    answer = lambda n, bits, gb, c: next((g for g in sorted(c) if nb04.bytes_for_model(n, bits, g) <= gb * 1e9), None)  # noqa: E731
+    assert evaluate("04.choose_group_size", answer).passed
 
 
-# --------------------------------------------------------------------------- relative_increase
+# --------------------------------------------------------------------------- keep_in_high_precision
 @pytest.mark.parametrize("wrong", [
-    lambda base, q: 100 * (q - base) / base,     # percent
-    lambda base, q: q / base,                    # ratio, not increase
-    lambda base, q: (q - base) / q,              # divided by the wrong one
-    lambda base, q: abs(q - base) / base,        # loses the sign
+    lambda names, ppls, base, m: [n for n, p in zip(names, ppls) if (p - base) / base > m],  # not sorted
+    lambda names, ppls, base, m: sorted([n for n, p in zip(names, ppls) if (p - base) / base >= m],
+                                        key=lambda n: -ppls[names.index(n)]),                # >= instead of >
+    lambda names, ppls, base, m: sorted([n for n, p in zip(names, ppls) if p - base > m],
+                                        key=lambda n: -ppls[names.index(n)]),                # absolute increase
 ])
-def test_increase_wrong_answers_fail(wrong):
-    _assert_fails("04.relative_increase", wrong, "got")
+def test_keep_wrong_answers_fail(wrong):
+    r = evaluate("04.keep_in_high_precision", wrong)
+    assert r.status in ("failed", "error"), r.message
 
 
 # --------------------------------------------------------------------------- pick_precision

@@ -25,7 +25,7 @@ def fresh_kernel():
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 IDS = ["05.symmetric_scale", "05.symmetric_quantize", "05.fraction_of_range_used", "05.choose_mode",
-       "06.per_channel_scales", "06.per_group_dequantize", "06.bits_per_weight", "06.w8a32_linear"]
+       "06.per_channel_scales", "06.per_group_dequantize", "06.percentile_scale", "06.w8a32_linear"]
 
 
 # --------------------------------------------------------------------------- every exercise
@@ -140,15 +140,18 @@ def test_per_group_dequantize_matches_coursekit():
         assert torch.equal(nb06.per_group_dequantize(q.data, q.scale, group_size), q.dequantize())
 
 
-def test_bits_per_weight_wrong_answers():
-    assert "expected 4.5" in _verdict("06.bits_per_weight", lambda bits, group_size, scale_bits: bits + scale_bits * group_size)
-    _verdict("06.bits_per_weight", lambda bits, group_size, scale_bits: bits)
-    _verdict("06.bits_per_weight", lambda bits, group_size, scale_bits: (bits + scale_bits) / group_size)
+def test_percentile_scale_wrong_answers():
+    _verdict("06.percentile_scale", lambda x, bits, p: x.abs().max().item() / (2 ** (bits - 1) - 1))  # min/max
+    _verdict("06.percentile_scale", lambda x, bits, p: torch.quantile(x.float().abs().flatten(), p).item()
+             / (2 ** (bits - 1) - 1))                                                              # p, not p/100
+    _verdict("06.percentile_scale", lambda x, bits, p: torch.quantile(x.float().flatten(), p / 100).item()
+             / (2 ** (bits - 1) - 1))                                                              # forgets |x|
 
 
-def test_bits_per_weight_matches_qtensor_with_float32_scales():
-    q = quant.quantize(torch.randn(8, 128), bits=4, symmetric=True, granularity="per_group", group_size=32)
-    assert q.bits_per_value == pytest.approx(nb06.bits_per_weight(4, 32, 32))
+def test_percentile_scale_at_100_is_the_minmax_scale():
+    x = torch.randn(16, 32)
+    q = quant.quantize(x, bits=4, symmetric=True)
+    assert nb06.percentile_scale(x, 4, 100.0) == pytest.approx(q.scale.item())
 
 
 def test_w8a32_linear_wrong_answers():

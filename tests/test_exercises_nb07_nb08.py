@@ -3,6 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from coursekit import packing
+
 from coursekit.exercises import evaluate, get_exercise, list_exercises, reset_attempts
 from coursekit.exercises import nb07_build_an_8bit_quantizer as nb07
 from coursekit.exercises import nb08_weight_packing as nb08
@@ -50,8 +52,8 @@ WRONG = {
     "08.to_unsigned": lambda c, bits: c.to(torch.uint8),
     "08.pack_2bit": _pack_high_first,
     "08.unpack_2bit": _unpack_keeps_padding,
-    # counted the scale as 16 bits
-    "08.bits_per_weight": lambda bits, g: bits + 24 / g,
+    # the high nibble first
+    "08.unpack_int4": lambda p, n: (torch.stack((p >> 4, p & 0x0F), -1).reshape(-1)[:n].to(torch.int16) - 8).to(torch.int8),
 }
 
 
@@ -85,4 +87,6 @@ def test_values_of_the_lesson():
     assert nb08.pack_2bit(torch.tensor([1, 0, 3, 2], dtype=torch.uint8)).tolist() == [177]
     assert nb08.unpack_2bit(torch.tensor([177], dtype=torch.uint8), 4).tolist() == [1, 0, 3, 2]
     assert nb07.bytes_saved(1, 1) == -1          # a 1x1 layer grows: the scale costs more than it saves
-    assert nb08.bits_per_weight(4, 16) == 6.5
+    codes = torch.tensor([-8, 7, -1], dtype=torch.int8)
+    packed = packing.pack((codes.to(torch.int16) + 8).to(torch.uint8), 4)
+    assert torch.equal(nb08.unpack_int4(packed, 3), codes)

@@ -24,7 +24,7 @@ def _plain_round(x):                       # the mistake ste_grad exists to catc
 def _grad_through(rounding):
     def ste_grad(x, upstream):
         x = x.clone().requires_grad_(True)
-        (rounding(x) * upstream).sum().backward()
+        (rounding(x) ** 2 * upstream).sum().backward()
         return x.grad
     return ste_grad
 
@@ -45,17 +45,19 @@ WRONG = {
     "09.fake_quant_symmetric": [_fake_quant_no_clamp_scale_by_range, _fake_quant_nan_on_zeros,
                                 lambda x, bits: torch.round(x / (x.abs().max() / 2 ** (bits - 1)))],  # codes, not values
     "09.ste_round": [lambda x: x.floor(), lambda x: x],
-    "09.ste_grad": [_grad_through(_plain_round), lambda x, upstream: torch.ones_like(x)],
-    "09.perplexity_gap": [lambda p, q: p - q, lambda p, q: (p - q) / p],
-    "09.recovered_fraction": [lambda f, p, q: (p - q) / (p - f) if p != f else 0.0,     # no guard for p < f
-                              lambda f, p, q: (q - f) / (p - f) if p > f else 0.0],  # the share left, not undone
+    "09.ste_grad": [_grad_through(_plain_round), lambda x, upstream: torch.ones_like(x),
+                    lambda x, upstream: upstream,                      # the shortcut: no longer passes
+                    _grad_through(lambda x: x)],                       # no rounding at all: 2 x upstream
+    "09.ema_absmax": [lambda m, mom: torch.tensor([(mom * a + (1 - mom) * b) for a, b in zip(m, m)]),
+                      lambda m, mom: m.cumsum(0) / torch.arange(1, len(m) + 1),          # a plain running mean
+                      lambda m, mom: torch.cummax(m, 0).values],                        # the running max
 }
 
 
 def test_every_exercise_is_registered_and_has_a_wrong_answer():
-    assert IDS == ["09.fake_quant_symmetric", "09.ste_round", "09.ste_grad", "09.perplexity_gap",
-                   "09.recovered_fraction"]
-    assert set(WRONG) == set(IDS)
+    assert IDS == ["09.fake_quant_symmetric", "09.ste_round", "09.ste_grad", "09.what_the_controls_show",
+                   "09.ema_absmax"]
+    assert set(WRONG) == set(IDS) - {"09.what_the_controls_show"}     # multiple choice: tested below
     for ex_id in IDS:
         assert get_exercise(ex_id).name == ex_id.split(".", 1)[1]
 
@@ -82,3 +84,10 @@ def test_fake_quant_symmetric_agrees_with_coursekit():
         ours = nb09.fake_quant_symmetric(x, bits)
         assert torch.allclose(ours, fake_quantize(x, bits, symmetric=True), atol=1e-6)
         assert ours.unique().numel() <= 2 ** bits
+
+
+def test_what_the_controls_show_never_reveals_the_answer():
+    for wrong in ("a", "c", "d"):
+        r = evaluate("09.what_the_controls_show", lambda w=wrong: w)
+        assert r.status == "failed" and "'b'" not in r.message, r.message
+    assert evaluate("09.what_the_controls_show", "b").passed

@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -159,3 +161,30 @@ def test_peak_memory_bad_inputs():
 def test_model_nbytes_bad_input():
     with pytest.raises(TypeError, match="model"):
         mem.model_nbytes(torch.zeros(3))
+
+
+# --------------------------------------------------------------------------- memory_trace
+def test_memory_trace_sees_a_private_allocation_while_it_lives():
+    def allocate():
+        x = torch.ones(12_500_000)            # 50 MB of private memory, touched
+        time.sleep(0.05)                      # long enough for several samples
+        return x
+
+    x, trace = mem.memory_trace(allocate, interval=0.002)
+    assert x.numel() == 12_500_000
+    assert len(trace.seconds) == len(trace.private) == len(trace.total) >= 3
+    assert trace.peak_private >= 40e6 and trace.peak_total >= trace.peak_private - 5e6
+
+
+def test_memory_trace_in_a_new_process_starts_clean():
+    trace = mem.memory_trace_in_new_process("torch.ones(25_000_000)", setup="import time")
+    assert 90e6 <= trace.peak_private <= 150e6        # 100 MB of floats, little else
+
+
+def test_memory_trace_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="fn"):
+        mem.memory_trace(3)
+    with pytest.raises(TypeError, match="expression"):
+        mem.memory_trace_in_new_process(lambda: 1)
+    with pytest.raises(RuntimeError, match="measuring 'undefined_name' in a new process failed"):
+        mem.memory_trace_in_new_process("undefined_name")

@@ -41,10 +41,10 @@ def test_bf16_relative_rounding_error_is_2_to_the_minus_8_wherever_stated():
 
 
 def test_fits_rule_is_the_same_in_01_and_04():
-    """01's table, 04's table and 04's exercise use one rule: weights at most 80 % of the GPU."""
+    """01's table and exercise and 04's table use one rule: weights at most 80 % of the GPU."""
     from coursekit import memory
-    from coursekit.exercises.nb04_llm_quantization import GPU_HEADROOM
-    assert memory.WEIGHT_SHARE == GPU_HEADROOM == 0.8
+    from coursekit.exercises.nb01_data_types import WEIGHT_SHARE
+    assert memory.WEIGHT_SHARE == WEIGHT_SHARE == 0.8
     out = "".join(o.get("text", "") for c in _cells("01_data_types.ipynb") if c.cell_type == "code"
                   for o in c.outputs)
     assert re.search(r"fp16\s+2\s+14\.00 GB\s+no", out)

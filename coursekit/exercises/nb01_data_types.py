@@ -1,4 +1,4 @@
-"""Exercises of notebook 01 (data types): integer ranges, two's complement, memory, float16 rounding.
+"""Exercises of notebook 01 (data types): which format fits, integer widths, two's complement, float16 rounding.
 
 Integer answers are compared exactly (atol = rtol = 0): an off-by-one range must fail even for
 64-bit integers, where a relative tolerance would hide it.
@@ -8,23 +8,38 @@ from __future__ import annotations
 
 import torch
 
+from ..memory import WEIGHT_SHARE
 from .spec import exercise
 
 
-def _range_cases():
-    return [(8,), (1,), (2,), (4,), (16,), (32,), (64,)]
+def _smallest_bits_cases():
+    return [
+        ([100, -3],),                       # the notebook's example: 8 bits
+        ([127],), ([-128],),                # both ends of int8
+        ([128],), ([-129],),                # one past them: 9 bits
+        ([0],), ([-1],), ([0, -1, 0],),     # one bit holds -1 and 0
+        ([1],),                             # +1 needs a sign bit and a value bit
+        ([-4, 3],), ([-3, 4],),             # 3 bits, then 4: the positive side is shorter
+        ([255, 0],),                        # fits a uint8, not an int8
+        ([2 ** 31 - 1, -5],), ([-2 ** 63],), ([2 ** 40, -(2 ** 40)],),
+    ]
 
 
-@exercise(title="range of an n-bit signed integer", cases=_range_cases, atol=0.0, rtol=0.0,
-          hint=("two's complement spends one bit on the sign, and the two sides are not the same size: "
-                "zero counts among the non-negative values, so the negative side has one value more. "
-                "With 8 bits there are 256 values in all. Return a tuple (smallest, largest).",
-                "half of the 2^bits values are negative and half are zero or positive; for 8 bits that "
-                "is (-128, 127). Write both ends with 2 ** (bits - 1).",
-                "smallest = -2^(bits-1), largest = 2^(bits-1) - 1."))
-def signed_range(bits):
-    """Smallest and largest value of a signed two's complement integer with `bits` bits."""
-    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+@exercise(forbid=("coursekit.dtypes.bits_to_int", "coursekit.dtypes.decode_int", "coursekit.dtypes.decode"),
+          title="the fewest bits that hold these integers", cases=_smallest_bits_cases, atol=0.0, rtol=0.0,
+          hint=("look at both ends of the list, and remember that the two sides of a signed range are not "
+                "the same size: -128 fits in 8 bits, +128 does not. A list of only 0 and -1 fits in one bit.",
+                "try bits = 1, 2, 3, ... and stop at the first width whose range (the table above) holds "
+                "both the smallest and the largest value of the list.",
+                "the answer is the smallest b with -2**(b-1) <= min(values) and max(values) <= 2**(b-1) - 1; "
+                "return it as a Python int."))
+def smallest_signed_bits(values):
+    """The fewest bits of a two's complement integer that can hold every value in `values`."""
+    low, high = min(values), max(values)
+    bits = 1
+    while not (-(2 ** (bits - 1)) <= low and high <= 2 ** (bits - 1) - 1):
+        bits += 1
+    return bits
 
 
 def _bits_cases():
@@ -61,18 +76,32 @@ def decode_signed(bitstring):
     return value - 2 ** len(bitstring) if bitstring[0] == "1" else value
 
 
-def _memory_cases():
-    return [(7_000_000_000, 32), (7_000_000_000, 16), (7_000_000_000, 8), (7_000_000_000, 4),
-            (70_000_000_000, 16), (22_700_000, 32), (1_000_000, 2), (0, 16)]
+def _widest_cases():
+    return [
+        (7_000_000_000, 16),     # a 7B model on a T4: fp16 is 14 GB, over 80 % of 16 GB -> 8 bits
+        (7_000_000_000, 80),     # on an 80 GB card: fp32 (28 GB) fits
+        (70_000_000_000, 80),    # 70B on 80 GB: only 4 bits (35 GB)
+        (70_000_000_000, 16),    # 70B on a T4: nothing fits
+        (13_000_000_000, 24),    # fp16 26 GB no, int8 13 GB yes
+        (135_000_000, 4),        # a small model fits in fp32 anywhere
+        (8_000_000_000, 24),     # 32 GB no, 16 GB <= 19.2 GB yes
+        (30_000_000_000, 24),    # 30B on 24 GB: int8 30 GB no, 4 bits 15 GB <= 19.2 GB
+        (1_000_000_000, 1),      # 0.8 GB allowed: 0.5 GB of 4-bit weights
+    ]
 
 
-@exercise(title="memory of a model's weights", cases=_memory_cases,
-          hint=("follow the units: bits per weight, bits per byte, bytes per GB. Here 1 GB is 10^9 "
-                "bytes, as disks and GPUs are sold, not 2^30.",
-                "bytes = n_params x bits / 8; divide by 10^9 for GB."))
-def weight_memory_gb(n_params, bits):
-    """GB (10^9 bytes) needed to store `n_params` weights at `bits` bits each."""
-    return n_params * bits / 8 / 1e9
+@exercise(title="the most precise format that fits", cases=_widest_cases, atol=0.0, rtol=0.0,
+          hint=("use the rule of the table above: the weights may take 80 % of the GPU's memory (GB are "
+                "10^9 bytes), the rest is for activations. Try the formats from the most precise down, "
+                "and keep in mind that a huge model may fit in none of them.",
+                "for bits in 32, 16, 8, 4: the weights take n_params * bits / 8 bytes; return the first "
+                "bits whose weights are at most 0.8 * gpu_gb * 1e9 bytes, and None after the loop."))
+def widest_fitting_bits(n_params, gpu_gb):
+    """The widest of 32, 16, 8 and 4 bits per weight whose weights fit the 80 % rule, or None."""
+    for bits in (32, 16, 8, 4):
+        if n_params * bits / 8 <= WEIGHT_SHARE * gpu_gb * 1e9:
+            return bits
+    return None
 
 
 def _fp16_cases():

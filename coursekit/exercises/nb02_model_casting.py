@@ -14,26 +14,6 @@ import torch
 from .spec import exercise, seeded
 
 
-def _bytes_cases():
-    g = seeded(0)
-    x = torch.randn(4, 8, generator=g)
-    return [(x,), (x.to(torch.bfloat16),), (x.to(torch.float16),), (x.double(),),
-            (torch.randint(-128, 128, (3, 5), generator=g, dtype=torch.int8),),
-            (torch.arange(10),), (torch.zeros(6, dtype=torch.bool),), (torch.zeros(0, 5),),
-            (torch.tensor(3.0),)]
-
-
-@exercise(title="bytes of a tensor", cases=_bytes_cases, atol=0.0, rtol=0.0,
-          hint=("a tensor's data is its number of elements times the size of one element, and that size "
-                "depends on the dtype (float32: 4 bytes, bf16: 2, int8 and bool: 1, float64: 8). Don't "
-                "assume 4.",
-                "the tensor knows both: t.numel() counts the elements and t.element_size() gives the "
-                "bytes of one element."))
-def tensor_bytes(t):
-    """Bytes of memory the elements of tensor `t` take (numel x bytes per element)."""
-    return t.numel() * t.element_size()
-
-
 def _logits_pairs(seed):
     """(fp32 logits, the same logits through a bf16 / fp16 round trip), plus harder pairs."""
     g = seeded(seed)
@@ -42,21 +22,42 @@ def _logits_pairs(seed):
     return logits, noisy
 
 
-def _diff_cases():
-    logits, noisy = _logits_pairs(1)
-    return [(logits, logits.to(torch.bfloat16)), (logits, logits.to(torch.float16)),
-            (logits, noisy), (noisy, logits), (logits, logits.clone()),
-            (torch.tensor([1.0, -2.0, 3.0]), torch.tensor([2.0, -2.0, 0.0]))]
+def _changed_cases():
+    g = seeded(21)
+    big = torch.randn(64, 64, generator=g) * 10        # large absolute change, ordinary relative one
+    small = torch.randn(8, generator=g) * 1e-3
+    tiny = torch.tensor([1.0, 1.0 + 2 ** -9])          # 1 + 2^-9 is halfway: bf16 rounds it away
+    names = ["embedding", "norm", "pair"]
+    before = [big, small, tiny]
+    after_bf16 = [t.to(torch.bfloat16) for t in before]
+    after_fp16 = [t.to(torch.float16) for t in before]
+    noisy = [t + 0.01 * t.abs().mean() * torch.randn(t.shape, generator=g) for t in before]
+    untouched = [t.clone() for t in before]
+    untouched[1] = small * 1.5                            # only the small tensor changed, by 50 %
+    return [
+        (names, before, after_bf16),
+        (names, before, after_fp16),
+        (names, before, noisy),
+        (names, before, untouched),
+        (["a", "b"], [torch.ones(3), torch.full((2,), 4.0)],
+         [torch.ones(3) * 1.1, torch.full((2,), 4.0) * 1.05]),     # 10 % beats 5 %, however large b is
+        (["only"], [torch.randn(5, generator=g)], [torch.randn(5, generator=g)]),
+    ]
 
 
-@exercise(title="mean absolute difference of two tensors", cases=_diff_cases, atol=1e-9, rtol=1e-5,
-          hint=("subtract, keep each difference's size whatever its sign, average over every element. "
-                "The inputs may be bf16 or fp16: do the arithmetic in float32. Return a Python float, "
-                "not a tensor.",
-                "convert both with .float() first, then (a - b).abs().mean(), and .item() at the end."))
-def mean_abs_diff(a, b):
-    """Mean absolute difference of two same-shape tensors, computed in float32, as a Python float."""
-    return (a.float() - b.float()).abs().mean().item()
+@exercise(forbid=("coursekit.lm.perplexity",),
+          title="the tensor a cast hurt most", cases=_changed_cases,
+          hint=("compare each tensor's change with the size of the tensor itself: a big tensor that moved "
+                "a lot in absolute terms may have been rounded no worse than a small one. The inputs may "
+                "be bf16 or fp16, and the answer is a name, not an index.",
+                "for each pair: the norm of (after - before) divided by the norm of before, both in "
+                "float32; then return the name at the position of the largest of those numbers.",
+                "errors = [((a.float() - b.float()).norm() / b.float().norm()).item() for b, a in "
+                "zip(before, after)], then names[errors.index(max(errors))]."))
+def most_changed(names, before, after):
+    """The name of the tensor whose relative error ||after - before|| / ||before|| is largest."""
+    errors = [((a.float() - b.float()).norm() / b.float().norm()).item() for b, a in zip(before, after)]
+    return names[errors.index(max(errors))]
 
 
 def _cosine_cases():
@@ -118,3 +119,15 @@ def _top1_cases():
 def top1_agreement(logits_a, logits_b):
     """Fraction of positions where both logits pick the same top token (argmax over the last dim)."""
     return (logits_a.argmax(-1) == logits_b.argmax(-1)).float().mean().item()
+
+
+# --------------------------------------------------------------------------- 02.which_route
+@exercise(title="which route fits a 24 GB GPU?", choices=("a", "b", "c", "d"),
+          hint=("think about the moment just before the cast in each route: what sits in GPU memory then, "
+                "and how big is it? The file on disk never has to fit on the GPU.",
+                "route a moves the fp32 model, 28 GB, onto the GPU before casting; route b converts while "
+                "reading and only 14 GB of bf16 weights ever reach the GPU; mmap keeps pages of the file "
+                "in CPU memory, never on the GPU."))
+def which_route():
+    """The letter of the true statement: loading in bf16 fits, casting after loading to the GPU does not."""
+    return "b"

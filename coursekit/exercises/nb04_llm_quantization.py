@@ -1,7 +1,8 @@
 """Exercises of notebook 04 · Quantizing a language model.
 
 The questions an engineer answers around a post-training quantization run: how big will the model
-be, will it fit on the GPU, how much worse did it get, and which precision should ship. All of them
+be, which group size a memory budget allows, which layers to keep in high precision, and which
+precision should ship. All of them
 are functions of numbers and tensors, so the grader can call them without loading any model.
 
 Hidden cases are fixed numbers or tensors built by seeded functions. Cases that sit exactly on a
@@ -17,7 +18,6 @@ import torch
 
 from .spec import exercise, seeded
 
-from ..memory import WEIGHT_SHARE as GPU_HEADROOM   # fits_on_gpu: weights may use at most 80% of the GPU
 BYTES_PER_GROUP = 4           # bytes_for_model: a 16-bit scale and a 16-bit zero point per group
 
 
@@ -34,7 +34,8 @@ def _losses_cases():
     ]
 
 
-@exercise(title="perplexity from per-token losses", cases=_losses_cases,
+@exercise(forbid=("coursekit.lm.perplexity",),
+          title="perplexity from per-token losses", cases=_losses_cases,
           hint=("a per-token loss is already -log p. Perplexity undoes the log once, after averaging: "
                 "average first, exponentiate second. The average runs over every element, whatever the "
                 "tensor's shape.",
@@ -69,50 +70,64 @@ def bytes_for_model(n_params, bits, group_size):
     return float(nbytes)
 
 
-# --------------------------------------------------------------------------- 04.fits_on_gpu
-def _fits_cases():
+# --------------------------------------------------------------------------- 04.choose_group_size
+def _group_cases():
+    sizes = [32, 64, 128, 256, 1024]
     return [
-        (7_000_000_000, 16, 16),            # 14 GB of weights: no room left on a T4
-        (7_000_000_000, 8, 16),             # 7 GB: fits
-        (13_000_000_000, 8, 16),            # 13 GB < 16 GB, but over the 80% line
-        (13_000_000_000, 4, 16),            # 6.5 GB: fits
-        (70_000_000_000, 4, 16),            # 35 GB: no
-        (70_000_000_000, 4, 80),            # 35 GB on an 80 GB card: fits
-        (1_000_000_000, 32, 4),             # exactly 4 GB on a 4 GB card: no headroom left
-        (135_000_000, 32, 16),
-        (0, 16, 16),
+        (7_000_000_000, 4, 4.0, sizes),          # 3.5 GB of codes; g32 adds 0.875 GB: too much, g64 fits
+        (7_000_000_000, 4, 5.0, sizes),          # room for the finest groups
+        (7_000_000_000, 4, 4.0, [1024, 128, 64, 32]),  # largest first: still the smallest that fits, 64
+        (7_000_000_000, 4, 3.6, sizes),          # only g1024 (3.527 GB) fits
+        (7_000_000_000, 4, 3.4, sizes),          # codes alone are 3.5 GB: nothing fits
+        (70_000_000_000, 3, 30.0, sizes),        # 26.25 GB of codes, g128 adds 2.19 GB
+        (1_000_000, 2, 0.0003, [256, 16, 64]),   # candidates not in order: the smallest that fits
+        (1_000_000, 8, 0.00104, [128, 32, 64]),  # 1.0 MB + 4 bytes per group: g128 (1.03125 MB)
+        (4096, 4, 1.0, [64]),                    # a single candidate that fits easily
     ]
 
 
-@exercise(title="does it fit on the GPU?", cases=_fits_cases,
-          hint=("compare the bytes the weights take with the share of the GPU they may use: 80%, since "
-                "activations, the KV cache and the CUDA context need the rest. GB here are 10^9 bytes, "
-                "and exactly on the line still fits.",
-                "weights: n_params * bits / 8 bytes; allowed: 0.8 * gpu_gb * 1e9 bytes. Return whether "
-                "the first is <= the second, as a bool."))
-def fits_on_gpu(n_params, bits, gpu_gb):
-    return n_params * bits / 8 <= GPU_HEADROOM * gpu_gb * 1e9
+@exercise(title="the finest groups a memory budget allows", cases=_group_cases, atol=0.0, rtol=0.0,
+          hint=("smaller groups cost more bytes (one more scale and zero point per group) and usually give "
+                "a smaller error, so you want the smallest group size that still fits. The candidates are not "
+                "always in order, and sometimes even the largest group does not fit.",
+                "for each candidate g, from the smallest up: the model takes n_params * bits / 8 bytes of codes "
+                "plus n_params / g groups of 4 bytes (your bytes_for_model); return the first g whose total "
+                "is at most budget_gb * 1e9 bytes, else None."))
+def choose_group_size(n_params, bits, budget_gb, candidates):
+    """The smallest group size among `candidates` whose model fits in `budget_gb` GB, or None."""
+    for group_size in sorted(candidates):
+        if bytes_for_model(n_params, bits, group_size) <= budget_gb * 1e9:
+            return group_size
+    return None
 
 
-# --------------------------------------------------------------------------- 04.relative_increase
-def _increase_cases():
+# --------------------------------------------------------------------------- 04.keep_in_high_precision
+def _keep_cases():
+    names = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    g = seeded(45)
+    noisy = (50.0 * (1 + 0.01 * torch.rand(7, generator=g))).tolist()
     return [
-        (20.0, 22.0),                       # +10%
-        (12.5, 12.5),                       # unchanged
-        (20.0, 19.0),                       # quantization can help a little by chance: negative
-        (10.0, 1000.0),                     # broken: +9900%
-        (7.513, 7.529),
-        (4096.0, 4100.0),
+        (names, [50.2, 50.1, 51.0, 50.05, 50.3, 50.0, 52.5], 50.0, 0.005),  # down, v, gate: worst first
+        (names, [50.2, 50.1, 51.0, 50.05, 50.3, 50.0, 52.5], 50.0, 0.1),    # nothing is that bad
+        (names, [50.2, 50.1, 51.0, 50.05, 50.3, 50.0, 52.5], 50.0, 0.0),    # any increase: all but up
+        (names, [49.9, 49.8, 49.7, 49.9, 49.6, 49.95, 49.99], 50.0, 0.0),   # quantizing helped everywhere
+        (["a", "b", "c"], [8.5, 8.25, 8.375], 8.0, 0.03125),               # b sits exactly on the limit
+        (names, noisy, 50.0, 0.005),
+        (["only"], [80.0], 40.0, 0.5),
     ]
 
 
-@exercise(title="relative perplexity increase", cases=_increase_cases,
-          hint=("relative to what? The change is measured in units of the baseline's perplexity: going "
-                "from 20 to 22 is 0.1 (10% worse). It is negative when the quantized model happens to "
-                "score better.",
-                "(ppl_quant - ppl_base) / ppl_base."))
-def relative_increase(ppl_base, ppl_quant):
-    return (ppl_quant - ppl_base) / ppl_base
+@exercise(title="which layers to keep in high precision", cases=_keep_cases, atol=0.0, rtol=0.0,
+          hint=("a layer deserves to stay in high precision when quantizing it alone raised the perplexity by "
+                "more than the allowed fraction, measured relative to the baseline. Exactly at the limit is "
+                "not above it, and the order of the answer matters: the most sensitive layer first.",
+                "keep the names whose (ppl - ppl_base) / ppl_base is > max_increase, then sort them by that "
+                "increase, largest first (sorted(..., key=..., reverse=True)); return a list of names."))
+def keep_in_high_precision(names, ppls, ppl_base, max_increase):
+    """Names of the layers whose quantization alone costs more than `max_increase`, worst first."""
+    increase = {name: (ppl - ppl_base) / ppl_base for name, ppl in zip(names, ppls)}
+    sensitive = [name for name in names if increase[name] > max_increase]
+    return sorted(sensitive, key=lambda name: increase[name], reverse=True)
 
 
 # --------------------------------------------------------------------------- 04.pick_precision

@@ -1,6 +1,6 @@
 """Exercises of notebook 06 · Granularity: per-tensor, per-channel, per-group.
 
-All weights here are quantized symmetrically (zero point 0), so a block is described by its scale
+Weights here are quantized symmetrically (zero point 0), so a block is described by its scale
 alone. Hidden cases are built by seeded functions, so every machine sees the same tensors.
 """
 
@@ -29,7 +29,8 @@ def _scale_cases():
     ]
 
 
-@exercise(title="symmetric scales, one per output channel", cases=_scale_cases,
+@exercise(forbid=("coursekit.quant.choose_qparams", "coursekit.layers.int8_per_channel"),
+          title="symmetric scales, one per output channel", cases=_scale_cases,
           hint=("the symmetric scale of notebook 05, applied to each row (output channel) on its own: "
                 "the row's largest magnitude over the largest positive code. Keep one column so the "
                 "result broadcasts against w: shape (out_features, 1). A row of zeros gets 1.0.",
@@ -72,18 +73,34 @@ def per_group_dequantize(codes, scales, group_size):
     return (blocks * scales.reshape(-1, 1)).reshape(codes.shape)
 
 
-# --------------------------------------------------------------------------- 06.bits_per_weight
-def _bits_cases():
-    return [(4, 32, 16), (4, 128, 16), (8, 64, 32), (3, 64, 16), (2, 16, 16), (4, 1, 32)]
+# --------------------------------------------------------------------------- 06.percentile_scale
+def _percentile_cases():
+    g = seeded(62)
+    heavy = torch.randn(4096, generator=g) * 0.02
+    heavy[:8] *= 40                                   # eight outliers among 4096 values
+    return [
+        (heavy, 4, 99.0),                             # the outliers lie above the 99th percentile
+        (heavy, 4, 100.0),                            # the 100th percentile is the absmax: min/max
+        (heavy, 8, 99.9),
+        (torch.randn(64, 32, generator=g), 4, 99.5),  # any shape: the percentile of every value
+        (-torch.rand(1000, generator=g), 3, 90.0),    # all negative: it is |x| that counts
+        (torch.zeros(10), 4, 99.0),                   # all zeros: a scale of 1, never 0
+    ]
 
 
-@exercise(title="effective bits per weight", cases=_bits_cases,
-          hint=("each weight pays for its own code, but a scale is shared: its cost is split among the "
-                "weights of its group. How many weights share one scale?",
-                "a code costs `bits`; one scale of `scale_bits` bits is shared by `group_size` weights, "
-                "so each weight carries scale_bits / group_size of it. Add the two."))
-def bits_per_weight(bits, group_size, scale_bits):
-    return bits + scale_bits / group_size
+@exercise(title="a percentile calibration observer", cases=_percentile_cases,
+          hint=("min/max lets the single largest |value| set the grid; a percentile observer ignores the "
+                "top (100 - percentile) % of magnitudes instead. Mind the sign (it is the magnitude that "
+                "counts), the units of `percentile` (99.9 means 99.9 %), and the all-zero tensor, whose "
+                "scale must not be 0.",
+                "take the percentile of x.abs() over every element with torch.quantile (it wants a fraction "
+                "between 0 and 1, and float32 input), divide it by the largest code 2**(bits-1) - 1, and "
+                "return 1.0 when the result is 0. Return a Python float."))
+def percentile_scale(x, bits, percentile):
+    """Symmetric scale from the `percentile`-th percentile of |x| instead of its maximum."""
+    clip = torch.quantile(x.detach().float().abs().flatten(), percentile / 100).item()
+    scale = clip / (2 ** (bits - 1) - 1)
+    return scale if scale > 0 else 1.0
 
 
 # --------------------------------------------------------------------------- 06.w8a32_linear

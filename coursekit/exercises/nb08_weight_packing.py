@@ -1,8 +1,8 @@
 """Exercises of notebook 08 · Weight packing.
 
 Shifting signed codes to unsigned, packing 2-bit codes four to a byte (first code in the lowest
-bits, as `coursekit.packing` does), unpacking them again, and what a packed weight really costs
-per value once its scales and zero points are counted.
+bits, as `coursekit.packing` does), unpacking them again, and unpacking signed 4-bit codes, the
+format of the course's 4-bit layer.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def _unsigned_cases():
     ]
 
 
-@exercise(title="signed codes to unsigned", cases=_unsigned_cases,
+@exercise(forbid=("coursekit.packing.to_unsigned",),
+          title="signed codes to unsigned", cases=_unsigned_cases,
           hint=("which offset moves the smallest signed code of `bits` bits to 0? Add it to every code. "
                 "The trap: at 8 bits the sums reach 255, which int8 cannot hold.",
                 "the offset is 2**(bits-1). Widen first (codes.to(torch.int16)), add, then convert with "
@@ -83,16 +84,31 @@ def unpack_2bit(packed, n):
     return packing.unpack(packed, 2, n)
 
 
-# --------------------------------------------------------------------------- 08.bits_per_weight
-def _bpw_cases():
-    return [(4, 64), (4, 16), (2, 128), (4, 128), (8, 1)]
+# --------------------------------------------------------------------------- 08.unpack_int4
+def _int4_case(codes):
+    codes = torch.as_tensor(codes, dtype=torch.int8)
+    return (packing.pack((codes.to(torch.int16) + 8).to(torch.uint8), 4), codes.numel())
 
 
-@exercise(title="the real cost of a packed weight", cases=_bpw_cases,
-          hint=("a packed weight costs its code's bits plus its share of what its group stores besides "
-                "the codes. Here each group stores an fp32 scale and an int8 zero point: how many bits "
-                "is that, and over how many weights is it spread?",
-                "the group's extra is 32 + 8 = 40 bits, spread over group_size weights: bits + 40 / "
-                "group_size."))
-def bits_per_weight(bits, group_size):
-    return bits + (32 + 8) / group_size
+def _int4_cases():
+    g = seeded(84)
+    return [
+        _int4_case(torch.randint(-8, 8, (16,), generator=g)),
+        _int4_case(torch.randint(-8, 8, (7,), generator=g)),     # odd: the last byte is half padding
+        _int4_case([-8, 7]),                                     # both ends of the range
+        _int4_case([-1]),                                        # a single code
+        _int4_case([0, 0, 0, 0]),
+        _int4_case(torch.randint(-8, 8, (1001,), generator=g)),
+    ]
+
+
+@exercise(title="unpack signed 4-bit codes", cases=_int4_cases,
+          hint=("each byte holds two codes, the first in its low 4 bits; the stored patterns are unsigned "
+                "(the signed code plus 8), and an odd count leaves a padding code at the end that is not "
+                "part of the answer. The result holds signed int8 codes.",
+                "take packed & 0x0F and packed >> 4, interleave them (stack on a new last dimension, then "
+                "flatten), keep the first n, convert to int8 (via int16, so nothing wraps) and subtract 8."))
+def unpack_int4(packed, n):
+    """The first `n` signed 4-bit codes (int8, in [-8, 7]) from bytes holding two codes each."""
+    nibbles = torch.stack((packed & 0x0F, packed >> 4), dim=-1).reshape(-1)[:n]
+    return (nibbles.to(torch.int16) - 8).to(torch.int8)

@@ -20,7 +20,8 @@ def _fake_quant_cases():
     ]
 
 
-@exercise(title="fake quantization on a symmetric grid", cases=_fake_quant_cases, points=2,
+@exercise(forbid=("coursekit.quant.fake_quantize", "coursekit.quant.quantize"),
+          title="fake quantization on a symmetric grid", cases=_fake_quant_cases, points=2,
           hint=("quantize, then dequantize right away: the result is floats again, but only values on "
                 "the symmetric `bits`-bit grid. The scale comes from the largest magnitude, as in "
                 "notebook 05. An all-zero x must come back as zeros, without NaN.",
@@ -71,46 +72,56 @@ def _grad_cases():
 
 @exercise(title="the gradient that flows through ste_round", cases=_grad_cases,
           hint=("autograd fills in .grad only on a tensor that requires a gradient, and only after "
-                "backward() on a scalar built from it. Which scalar? The loss of the exercise's text, "
-                "built with your own ste_round, on a copy of x.",
-                "x = x.clone().requires_grad_(True); (ste_round(x) * upstream).sum().backward(); return "
-                "x.grad. Zeros mean your ste_round is plain rounding, whose gradient is 0."))
+                "backward() on a scalar built from it. Which scalar? The loss of the exercise's text, with "
+                "the square, built with your own ste_round, on a copy of x. Expect neither zeros nor upstream.",
+                "x = x.clone().requires_grad_(True); (ste_round(x) ** 2 * upstream).sum().backward(); return "
+                "x.grad. With a straight-through round that is 2 * round(x) * upstream; zeros mean your "
+                "ste_round is plain rounding, whose gradient is 0."))
 def ste_grad(x: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
-    """d/dx of (ste_round(x) * upstream).sum(): the upstream gradient, passed straight through."""
+    """d/dx of (ste_round(x) ** 2 * upstream).sum(): 2 * round(x) * upstream under the STE.
+
+    The square makes the answer depend on the rounded values: returning `upstream` unchanged, or
+    the gradient of the unrounded x ** 2, does not pass.
+    """
     x = x.clone().requires_grad_(True)
-    (ste_round(x) * upstream).sum().backward()
+    (ste_round(x) ** 2 * upstream).sum().backward()
     return x.grad
 
 
-# --------------------------------------------------------------------------- 09.perplexity_gap
-def _gap_cases():
-    return [(27.3, 18.1), (1000.0, 250.0), (15.0, 15.0), (20.0, 25.0)]
+# --------------------------------------------------------------------------- 09.what_the_controls_show
+@exercise(title="what the controls show", choices=("a", "b", "c", "d"),
+          hint=("compare each QAT row with the PTQ row of the same grid, and then with the best row of the whole "
+                "table; look at the float fine-tune too before you credit QAT's training for anything.",
+                "per tensor, QAT beats PTQ and beats fine-tuning in float then quantizing; but the per-group and "
+                "per-channel PTQ rows are lower than every QAT row, and no QAT row reaches fp32."))
+def what_the_controls_show():
+    """The letter of the statement the notebook's table supports: QAT rescues the coarse grid, PTQ on finer
+    grids is still better on this model."""
+    return "b"
 
 
-@exercise(title="how much worse PTQ is than QAT", cases=_gap_cases,
-          hint=("the gap is relative: measured in units of QAT's perplexity, not in perplexity points. "
-                "Check yourself on numbers: 27 against 18 is 0.5 (50% higher), equal perplexities give "
-                "0, and a PTQ that scores better gives a negative gap.",
-                "the ratio ppl_ptq / ppl_qat says how many times higher PTQ's perplexity is; subtract 1."))
-def perplexity_gap(ppl_ptq: float, ppl_qat: float) -> float:
-    """How much higher PTQ's perplexity is than QAT's, relative to QAT's: ppl_ptq / ppl_qat - 1."""
-    return ppl_ptq / ppl_qat - 1
+# --------------------------------------------------------------------------- 09.ema_absmax
+def _ema_cases():
+    g = seeded(91)
+    return [
+        (torch.tensor([2.0, 4.0, 4.0, 1.0]), 0.5),                 # the notebook's example
+        (torch.tensor([3.0]), 0.9),                               # one batch: its own maximum
+        (torch.tensor([1.0, 10.0, 1.0, 1.0, 1.0]), 0.9),          # a spike fades slowly
+        (torch.tensor([1.0, 10.0, 1.0, 1.0, 1.0]), 0.0),          # momentum 0: the last batch only
+        (torch.tensor([5.0, 7.0, 9.0]), 1.0),                     # momentum 1: the first batch forever
+        (torch.rand(50, generator=g) * 3, 0.99),
+    ]
 
 
-# --------------------------------------------------------------------------- 09.recovered_fraction
-def _recovered_cases():
-    return [(14.0, 40.0, 20.5), (14.0, 40.0, 40.0), (14.0, 40.0, 14.0), (10.0, 30.0, 9.0),
-            (14.0, 14.0, 13.0), (14.0, 13.5, 13.0)]
-
-
-@exercise(title="the share of PTQ's damage that QAT undoes", cases=_recovered_cases,
-          hint=("picture the perplexities on a line: fp32 (the best), PTQ (worse), QAT somewhere around. "
-                "PTQ's damage is how far it fell from fp32; what QAT recovered is how far it came back "
-                "from PTQ. When PTQ did no damage there is nothing to recover.",
-                "damage = ppl_ptq - ppl_fp32 and recovered = ppl_ptq - ppl_qat; return recovered / "
-                "damage, and 0.0 when ppl_ptq <= ppl_fp32 (test it before dividing)."))
-def recovered_fraction(ppl_fp32: float, ppl_ptq: float, ppl_qat: float) -> float:
-    """The share of the damage PTQ did that QAT undoes; 0.0 when PTQ did no damage."""
-    if ppl_ptq <= ppl_fp32:
-        return 0.0
-    return (ppl_ptq - ppl_qat) / (ppl_ptq - ppl_fp32)
+@exercise(title="a running absmax observer", cases=_ema_cases,
+          hint=("the first batch has no history, so it starts the estimate on its own; after that each new "
+                "batch only nudges the estimate, by a share that the momentum decides (momentum 0 forgets "
+                "everything, momentum 1 never changes). Return one value per batch, as a float32 tensor.",
+                "estimate = maxima[0]; then for each later m: estimate = momentum * estimate + (1 - momentum) "
+                "* m; collect the estimate after every batch in a list and return torch.tensor(list)."))
+def ema_absmax(maxima, momentum):
+    """The observer's range after each batch: an exponential moving average of the batch maxima."""
+    estimates = [maxima[0].item()]
+    for m in maxima[1:].tolist():
+        estimates.append(momentum * estimates[-1] + (1 - momentum) * m)
+    return torch.tensor(estimates, dtype=torch.float32)
