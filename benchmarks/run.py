@@ -23,12 +23,15 @@ import torch  # noqa: E402
 
 from coursekit import models, plots  # noqa: E402
 
-from . import accuracy, decode, latency, notebook_times, sizes, speed  # noqa: E402
+from . import accuracy, decode, formats, latency, notebook_times, sizes, speed  # noqa: E402
+from . import ptq as ptq_bench  # noqa: E402
 
-SECTIONS = ("speed", "memory", "accuracy", "notebooks", "grading", "latency", "decode")
+SECTIONS = ("speed", "memory", "accuracy", "notebooks", "grading", "latency", "decode", "formats", "ptq")
 TITLES = {"speed": "1. Quantizer speed", "memory": "2. Memory", "accuracy": "3. Accuracy",
           "notebooks": "4. Notebook wall times", "grading": "5. Grading throughput",
-          "latency": "6. Inference latency", "decode": "7. Decoding: when do int8/int4 weights make it faster?"}
+          "latency": "6. Inference latency", "decode": "7. Decoding: when do int8/int4 weights make it faster?",
+          "formats": "8. Number formats: error against bits per weight",
+          "ptq": "9. Post-training quantization: SmoothQuant, AWQ, GPTQ against their baselines"}
 
 
 def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
@@ -72,6 +75,12 @@ def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
     if name == "decode":   # about 30 s on 2 quiet cores; quick: small layers that fit in cache
         r = decode.run(n=1024, n_layers=4, repeats=2, batch_repeats=1) if quick else decode.run()
         return r, decode.to_markdown(r)
+    if name == "formats":  # quick: the LM only, on 512 tokens
+        r = formats.run(*lm(), max_tokens=512) if quick else formats.run(*lm(), *encoder())
+        return r, formats.to_markdown(r)
+    if name == "ptq":      # quick: the LM only, on 512 tokens (the encoder part takes minutes)
+        r = ptq_bench.run(None, lm(), max_tokens=512) if quick else ptq_bench.run(encoder(), lm())
+        return r, ptq_bench.to_markdown(r)
     raise ValueError(f"unknown section {name!r}; choose from {SECTIONS}")
 
 

@@ -1,0 +1,88 @@
+"""Layers that quantize activations too (W8A8), and the input divisor that smoothing leaves behind.
+
+* ``W8A8Linear``: int8 weights and int8 activations. ``scheme="per_tensor"``: one weight scale for
+  the whole matrix and one *static* activation scale, calibrated (the max |x| seen), as a fixed
+  integer pipeline would use; ``scheme="per_token"``: one weight scale per output row and one
+  activation scale per token, computed on the fly. The matmul runs on the integer codes (held in
+  float32: every product and partial sum is an integer, so this is what an int8 kernel computes
+  up to float32's 24-bit mantissa) and the two scales multiply the result.
+* ``InputScaled``: ``inner(x / scale)``. SmoothQuant and AWQ divide a layer's input by a per-channel
+  vector; where no preceding operation can absorb the division (see ``scaling``), it stays here,
+  a vector of ``in_features`` floats that a real kernel fuses into the activation quantization.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import checks
+
+SCHEMES = ("per_tensor", "per_token")
+QMAX = 127          # symmetric int8: -127..127, so that -x is representable whenever x is
+
+
+def int8_codes(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 codes of x (held in float32): clamp(round(x / scale), -127, 127)."""
+    return torch.clamp(torch.round(x / scale), -QMAX, QMAX)
+
+
+def absmax_scale(x: torch.Tensor, dim=None) -> torch.Tensor:
+    """max|x| / 127 (over ``dim``, kept for broadcasting; over everything when None); never 0."""
+    if x.numel() == 0:               # no columns left (LLM.int8() when every channel is an outlier)
+        shape = () if dim is None else tuple(1 if d == dim % x.dim() else n for d, n in enumerate(x.shape))
+        return torch.full(shape, 1.0 / QMAX, device=x.device)
+    m = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+    return torch.clamp(m, min=1e-8) / QMAX
+
+
+class InputScaled(nn.Module):
+    """``inner(x / scale)``: a layer whose input is divided, per channel, by ``scale``."""
+
+    def __init__(self, inner: nn.Module, scale: torch.Tensor):
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("scale", scale.detach().float().clone())
+
+    def forward(self, x):
+        return self.inner(x / self.scale.to(x.dtype))
+
+
+class W8A8Linear(nn.Module):
+    """int8 weights x int8 activations. Buffers: ``int8_weight`` (out, in), ``weight_scale``
+    (1 or out entries), ``act_scale`` (the static per-tensor activation scale; unused per token),
+    ``bias``."""
+
+    def __init__(self, int8_weight, weight_scale, act_scale, bias, scheme: str):
+        super().__init__()
+        self.scheme = checks.check_choice(scheme, "scheme", SCHEMES)
+        self.register_buffer("int8_weight", int8_weight.to(torch.int8))
+        self.register_buffer("weight_scale", weight_scale.float().reshape(-1))
+        self.register_buffer("act_scale", act_scale.float().reshape(1))
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, act_absmax: torch.Tensor | None = None,
+                    scheme: str = "per_tensor") -> "W8A8Linear":
+        """Quantize ``linear``; ``act_absmax`` (max |x| per input channel, from calibration) sets
+        the static activation scale of the per-tensor scheme."""
+        checks.check_instance(linear, "linear", nn.Linear, "a torch.nn.Linear")
+        scheme = checks.check_choice(scheme, "scheme", SCHEMES)
+        w = linear.weight.detach().float()
+        if scheme == "per_tensor":
+            if act_absmax is None:
+                checks.fail("act_absmax", "calibrated max |x| per input channel (per_tensor is static)", None)
+            w_scale, a_scale = absmax_scale(w), absmax_scale(act_absmax)
+        else:
+            w_scale, a_scale = absmax_scale(w, dim=1), torch.ones(1)
+        return cls(int8_codes(w, w_scale), w_scale, a_scale, linear.bias, scheme)
+
+    def forward(self, x):
+        a_scale = self.act_scale if self.scheme == "per_tensor" else absmax_scale(x, dim=-1)
+        y = F.linear(int8_codes(x.float(), a_scale), self.int8_weight.float())
+        y = y * a_scale * self.weight_scale
+        return (y if self.bias is None else y + self.bias).to(x.dtype)
+
+    def extra_repr(self):
+        return f"in={self.int8_weight.shape[1]}, out={self.int8_weight.shape[0]}, scheme={self.scheme}"

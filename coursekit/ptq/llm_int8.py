@@ -1,0 +1,92 @@
+"""LLM.int8() (Dettmers et al., 2022): keep the few outlier input channels out of int8.
+
+In transformers past a certain size, a handful of hidden dimensions carry activations tens of
+times larger than the rest, in every layer and for almost every token. One int8 scale per token
+must then stretch to cover them, and every ordinary value of that token lands on a few codes.
+The paper's answer is a *decomposition* of the matmul: the input columns j where some |x_j| exceeds
+a threshold (6.0 in the paper) are multiplied in high precision, everything else in int8 with a
+scale per token (rows of x) and per output channel (rows of W), "vector-wise" quantization:
+
+    x @ W.T = x[:, O] @ W[:, O].T  +  x[:, R] @ W[:, R].T         (O outliers, R the rest)
+
+The split is exact; only the second term is quantized. Weights are stored once, in int8: the
+outlier columns use them dequantized, as in bitsandbytes. On this course's encoder the outlier
+set is a few channels out of 384, so almost all of the compute stays int8.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import checks
+from ..layers import replace_modules
+from .act_layers import absmax_scale, int8_codes
+from .calibration import DEFAULT_EXCLUDE
+from ..layers import linear_names
+
+DEFAULT_THRESHOLD = 6.0
+
+
+def outlier_columns(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Boolean mask of the input channels where any token's |x| exceeds ``threshold``."""
+    return (x.reshape(-1, x.shape[-1]).abs() > threshold).any(dim=0)
+
+
+def outlier_split_matmul(x: torch.Tensor, w: torch.Tensor, threshold: float = DEFAULT_THRESHOLD,
+                         quantize: bool = True) -> torch.Tensor:
+    """x @ w.T with outlier channels in float and the rest in vector-wise int8.
+
+    ``quantize=False`` does the same split without rounding: the result equals x @ w.T (up to
+    float summation order), which is how a test shows the decomposition itself loses nothing.
+    """
+    checks.check_tensor(x, "x", floating=True)
+    checks.check_tensor(w, "w", floating=True, ndim=2)
+    if x.shape[-1] != w.shape[1]:
+        checks.fail("w", f"a weight with in_features {x.shape[-1]} (the last dim of x)", f"shape {tuple(w.shape)}")
+    threshold = checks.check_number(threshold, "threshold", positive=True)
+    out = outlier_columns(x, threshold)
+    x_out, x_rest = x[..., out], x[..., ~out]
+    w_out, w_rest = w[:, out], w[:, ~out]
+    high = x_out @ w_out.T
+    if not quantize:
+        return high + x_rest @ w_rest.T
+    xs, ws = absmax_scale(x_rest, dim=-1), absmax_scale(w_rest, dim=1)
+    low = (int8_codes(x_rest, xs) @ int8_codes(w_rest, ws).T) * xs * ws.T
+    return high + low
+
+
+class Int8OutlierLinear(nn.Module):
+    """int8 weights (per output channel); the matmul split as in ``outlier_split_matmul``."""
+
+    def __init__(self, linear: nn.Linear, threshold: float = DEFAULT_THRESHOLD):
+        super().__init__()
+        w = linear.weight.detach().float()
+        self.threshold = checks.check_number(threshold, "threshold", positive=True)
+        scale = absmax_scale(w, dim=1)
+        self.register_buffer("int8_weight", int8_codes(w, scale).to(torch.int8))
+        self.register_buffer("weight_scale", scale.reshape(-1))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+        self.last_outliers = 0      # how many channels the last call kept in float (for the lesson)
+
+    def forward(self, x):
+        out = outlier_columns(x, self.threshold)
+        self.last_outliers = int(out.sum())
+        w = self.int8_weight.float()
+        x = x.float()
+        high = x[..., out] @ (w[:, out] * self.weight_scale[:, None]).T
+        x_rest = x[..., ~out]
+        xs = absmax_scale(x_rest, dim=-1)
+        low = F.linear(int8_codes(x_rest, xs), w[:, ~out]) * xs * self.weight_scale
+        y = high + low
+        return y if self.bias is None else y + self.bias
+
+
+def llm_int8(model: nn.Module, threshold: float = DEFAULT_THRESHOLD, exclude=DEFAULT_EXCLUDE) -> nn.Module:
+    """Replace, in place, every nn.Linear (but ``exclude``) by an ``Int8OutlierLinear``; returns model.
+
+    Needs no calibration: the outlier channels are found in each input as it comes.
+    """
+    threshold = checks.check_number(threshold, "threshold", positive=True)
+    return replace_modules(model, linear_names(model, exclude), lambda m: Int8OutlierLinear(m, threshold))

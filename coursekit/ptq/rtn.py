@@ -1,0 +1,32 @@
+"""Round-to-nearest (RTN): every weight to its nearest grid point, independently. The baseline."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import checks
+from ..layers import linear_names
+from .calibration import DEFAULT_EXCLUDE
+from .grid import check_weight_args, expand, grid, packed_layer, round_to_grid
+from .scaling import replace_linear_in
+
+
+def rtn_layer(linear: nn.Linear, bits: int = 4, group_size: int | None = None):
+    """A PackedLinear holding ``linear``'s weight rounded to nearest on the asymmetric grid."""
+    bits, group_size = check_weight_args(bits, group_size, linear.in_features)
+    w = linear.weight.detach().float()
+    scale, zero = grid(w, bits, group_size)
+    codes = round_to_grid(w, expand(scale, w.shape[1]), expand(zero, w.shape[1]), bits)
+    return packed_layer(codes, scale, zero, bits, group_size, linear.bias)
+
+
+@torch.no_grad()
+def rtn(model: nn.Module, bits: int = 4, group_size: int | None = None, exclude=DEFAULT_EXCLUDE) -> nn.Module:
+    """Quantize every nn.Linear (but ``exclude``) with round-to-nearest, in place; returns model.
+
+    ``group_size=None`` is one grid per output channel.
+    """
+    checks.check_instance(model, "model", nn.Module, "a torch.nn.Module")
+    check_weight_args(bits, group_size)
+    return replace_linear_in(model, linear_names(model, exclude), lambda m: rtn_layer(m, bits, group_size))

@@ -1,0 +1,262 @@
+"""coursekit.ptq: each method against a reference derivation on tiny cases, and on the course's models."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from coursekit import agreement as agr
+from coursekit import ptq
+from coursekit.layers import PackedLinear
+from coursekit.memory import model_nbytes
+from coursekit.ptq import grid as G
+from coursekit.ptq.act_layers import InputScaled, W8A8Linear
+from coursekit.ptq.awq import search_scale
+from coursekit.ptq.gptq import gptq_weight, prepare_hessian
+
+
+def _rtn_codes(w, bits, group_size):
+    scale, zero = G.grid(w, bits, group_size)
+    return G.round_to_grid(w, G.expand(scale, w.shape[1]), G.expand(zero, w.shape[1]), bits)
+
+
+def _correlated_inputs(n, d, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(d, d, generator=g) / d ** 0.5 + torch.eye(d)
+    return torch.randn(n, d, generator=g) @ mix
+
+
+# --------------------------------------------------------------------------- GPTQ
+@pytest.mark.parametrize("group_size", [None, 8])
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_gptq_with_identity_hessian_is_round_to_nearest(bits, group_size):
+    w = torch.randn(16, 32, generator=torch.Generator().manual_seed(1))
+    codes, scale, zero = gptq_weight(w, torch.eye(32), bits, group_size, block=8)
+    assert torch.equal(codes, _rtn_codes(w, bits, group_size))
+    ref_scale, ref_zero = G.grid(w, bits, group_size)
+    assert torch.allclose(scale, ref_scale) and torch.equal(zero, ref_zero)
+
+
+def _textbook_gptq(w, h, bits, damp):
+    """The algorithm as written in the paper: one column at a time, no lazy blocks, in float64.
+
+    After fixing column i, the inverse Hessian of the remaining columns is updated by Gaussian
+    elimination (OBS), instead of reading a row of the Cholesky factor.
+    """
+    w = w.double().clone()
+    h = h.double().clone()
+    h.diagonal().add_(damp * torch.diagonal(h).mean())
+    hinv = torch.linalg.inv(h)
+    scale, zero = (t.double() for t in G.grid(w.float(), bits, None))
+    codes = torch.zeros_like(w)
+    for i in range(w.shape[1]):
+        q = G.round_to_grid(w[:, i:i + 1], scale, zero, bits)
+        codes[:, i] = q[:, 0]
+        err = (w[:, i] - ((q - zero) * scale)[:, 0]) / hinv[i, i]
+        w[:, i:] -= err[:, None] * hinv[i, i:][None, :]
+        hinv = hinv - hinv[:, i:i + 1] @ hinv[i:i + 1, :] / hinv[i, i]     # remove column i
+    return codes
+
+
+@pytest.mark.parametrize("block", [1, 3, 128])
+def test_vectorized_gptq_equals_textbook_loop(block):
+    torch.manual_seed(0)
+    x = _correlated_inputs(256, 12)
+    w = torch.randn(6, 12)
+    h = x.T @ x / x.shape[0]
+    codes, _, _ = gptq_weight(w, h, bits=3, damp=0.01, block=block)
+    ref = _textbook_gptq(w, h, 3, 0.01)
+    assert (codes != ref).float().mean() < 0.02    # float32 sweep vs float64: at most a rare tie flips
+
+
+def test_gptq_lowers_output_error_against_rtn():
+    x = _correlated_inputs(512, 64, seed=3)
+    w = torch.randn(32, 64, generator=torch.Generator().manual_seed(4))
+    h = x.T @ x / x.shape[0]
+
+    def out_err(codes, scale, zero, gs):
+        deq = (codes - G.expand(zero, 64)) * G.expand(scale, 64)
+        return float((x @ (deq - w).T).pow(2).mean())
+
+    for gs, act_order in ((None, False), (16, False), (None, True), (16, True)):
+        rtn_scale, rtn_zero = G.grid(w, 3, gs)
+        rtn = out_err(_rtn_codes(w, 3, gs), rtn_scale, rtn_zero, gs)
+        got = out_err(*gptq_weight(w, h, 3, gs, act_order=act_order), gs)
+        assert got < 0.8 * rtn, (gs, act_order, got, rtn)
+
+
+def test_gptq_dead_input_channel_gets_zero_weight():
+    h = torch.eye(4)
+    h[2, 2] = 0.0
+    _, w, _ = prepare_hessian(h, torch.ones(3, 4), 0.01)
+    assert torch.equal(w[:, 2], torch.zeros(3))
+
+
+def test_gptq_bad_arguments_name_the_argument():
+    w = torch.randn(4, 8)
+    with pytest.raises(ValueError, match="bits"):
+        gptq_weight(w, torch.eye(8), bits=5)
+    with pytest.raises(ValueError, match="group_size"):
+        gptq_weight(w, torch.eye(8), group_size=3)
+    with pytest.raises(ValueError, match="^h:"):
+        gptq_weight(w, torch.eye(4))
+    with pytest.raises(TypeError, match="calibration"):
+        ptq.gptq(nn.Linear(8, 4), "texts")
+
+
+# --------------------------------------------------------------------------- LLM.int8()
+def test_outlier_split_is_exact_without_quantization():
+    torch.manual_seed(0)
+    x = torch.randn(5, 7, 32)
+    x[..., [3, 17]] *= 40
+    w = torch.randn(16, 32)
+    torch.testing.assert_close(ptq.outlier_split_matmul(x, w, 6.0, quantize=False), x @ w.T, rtol=1e-5, atol=1e-4)
+
+
+def test_outlier_split_beats_plain_int8_on_outliers():
+    torch.manual_seed(0)
+    x = torch.randn(64, 128)
+    x[:, [5, 77]] *= 60
+    w = torch.randn(32, 128) * 0.05
+    exact = x @ w.T
+    split = ptq.outlier_split_matmul(x, w, 6.0)
+    plain = ptq.outlier_split_matmul(x, w, 1e9)           # threshold never reached: all int8
+    assert (split - exact).pow(2).mean() < 0.1 * (plain - exact).pow(2).mean()
+
+
+def test_llm_int8_layer_matches_the_function():
+    torch.manual_seed(0)
+    lin = nn.Linear(32, 8)
+    layer = ptq.Int8OutlierLinear(lin)
+    x = torch.randn(3, 32)
+    x[:, 4] = 20.0
+    w_deq = layer.int8_weight.float() * layer.weight_scale[:, None]
+    torch.testing.assert_close(layer(x), ptq.outlier_split_matmul(x, w_deq, 6.0) + lin.bias, rtol=1e-4, atol=1e-4)
+    assert layer.last_outliers == 1
+
+
+# --------------------------------------------------------------------------- SmoothQuant
+def test_smoothing_scales_formula_and_dead_channels():
+    act = torch.tensor([4.0, 1.0, 0.0, 9.0])
+    wmax = torch.tensor([1.0, 4.0, 2.0, 0.0])
+    s = ptq.smoothing_scales(act, wmax, 0.5)
+    torch.testing.assert_close(s, torch.tensor([2.0, 0.5, 1.0, 1.0]))
+    torch.testing.assert_close(ptq.smoothing_scales(act[:2], wmax[:2], 1.0), act[:2])
+
+
+@pytest.fixture(scope="module")
+def lm():
+    from coursekit.lm import load_lm
+    return load_lm()
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from coursekit.encoder import load_encoder
+    return load_encoder()
+
+
+def _lm_texts(n=8):
+    from coursekit.corpus import heldout_text
+    return heldout_text().splitlines()[:n]
+
+
+def test_calibration_groups_and_tokens(lm):
+    model, tok = lm
+    texts = _lm_texts(6)
+    cal = ptq.calibrate(model, tok, texts, batch_size=4)
+    n_tokens = sum(len(tok(t)["input_ids"]) for t in texts)
+    q = "model.layers.0.self_attn.q_proj"
+    assert cal.inputs[q].shape == (n_tokens, 256)
+    assert ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj",
+            "model.layers.0.self_attn.v_proj"] in cal.groups
+    assert ["model.layers.0.mlp.gate_proj", "model.layers.0.mlp.up_proj"] in cal.groups
+    assert "lm_head" not in cal.inputs
+    torch.testing.assert_close(cal.hessian(q), cal.inputs[q].T @ cal.inputs[q] / n_tokens)
+    with pytest.raises(TypeError, match="texts"):
+        ptq.calibrate(model, tok, "one string")
+
+
+def test_smoothing_leaves_the_fp32_lm_unchanged_and_folds_into_norms(lm):
+    model, tok = lm
+    cal = ptq.calibrate(model, tok, _lm_texts())
+    smoothed = copy.deepcopy(model)
+    ptq.smooth(smoothed, cal, alpha=0.5)
+    assert not any(isinstance(m, InputScaled) for m in smoothed.modules())   # all folded
+    norm0 = smoothed.model.layers[0].input_layernorm.weight
+    assert not torch.allclose(norm0, model.model.layers[0].input_layernorm.weight)
+    ids = tok(_lm_texts(3)[2], return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(smoothed(**ids).logits, model(**ids).logits, rtol=1e-4, atol=2e-4)
+
+
+def test_smoothing_leaves_the_fp32_encoder_unchanged(encoder):
+    from coursekit.encoder import embed
+    model, tok = encoder
+    sentences = agr.calibration_sentences(16)
+    cal = ptq.calibrate(model, tok, sentences)
+    smoothed = copy.deepcopy(model)
+    ptq.smooth(smoothed, cal, alpha=0.5)
+    assert any(isinstance(m, InputScaled) for m in smoothed.modules())   # post-LN: no fold there
+    torch.testing.assert_close(embed(smoothed, tok, sentences), embed(model, tok, sentences), rtol=1e-4, atol=1e-5)
+
+
+def test_w8a8_layers_and_smoothquant_run(encoder):
+    model, tok = encoder
+    cal = ptq.calibrate(model, tok, agr.calibration_sentences(8))
+    m = ptq.smoothquant(copy.deepcopy(model), cal, 0.5)
+    assert sum(isinstance(x, W8A8Linear) for x in m.modules()) == 36
+    with pytest.raises(ValueError, match="alpha"):
+        ptq.smoothquant(copy.deepcopy(model), cal, 1.5)
+    with pytest.raises(ValueError, match="scheme"):
+        ptq.w8a8(copy.deepcopy(model), cal, "per_row")
+
+
+# --------------------------------------------------------------------------- AWQ, RTN, storage
+def test_awq_search_never_worse_than_rtn_on_its_data():
+    x = _correlated_inputs(256, 32, seed=5)
+    x[:, 3] *= 30
+    w = torch.randn(16, 32, generator=torch.Generator().manual_seed(6))
+    s, alpha, errors = search_scale(x, [w], bits=3, group_size=None)
+    assert errors[0] >= min(errors) and alpha > 0     # alpha 0 is RTN; the outlier channel is worth scaling
+    assert s[3] == s.max()
+
+
+def test_methods_store_packed_layers_and_sizes_are_exact(lm):
+    model, tok = lm
+    cal = ptq.calibrate(model, tok, _lm_texts())
+    sizes = {}
+    for name, build in (("rtn", lambda m: ptq.rtn(m, 4, 64)), ("gptq", lambda m: ptq.gptq(m, cal, 4, 64)),
+                        ("awq", lambda m: ptq.awq(m, cal, 4, 64))):
+        m = build(copy.deepcopy(model))
+        packed = [x for x in m.modules() if isinstance(x, PackedLinear)]
+        assert len(packed) == len(cal.names)
+        sizes[name] = model_nbytes(m)
+    assert sizes["gptq"] == sizes["rtn"] < model_nbytes(model)
+    assert sizes["awq"] >= sizes["rtn"]        # plus the input divisors AWQ could not fold (none here)
+
+
+def test_gptq_and_awq_beat_rtn_on_the_encoder_at_3_bits(encoder):
+    from coursekit.encoder import embed
+    model, tok = encoder
+    cal = ptq.calibrate(model, tok, agr.calibration_sentences(64))
+    held = agr.evaluation_sentences()[:64]
+    ref = embed(model, tok, held)
+    cos = {}
+    for name, build in (("rtn", lambda m: ptq.rtn(m, 3)), ("gptq", lambda m: ptq.gptq(m, cal, 3)),
+                        ("awq", lambda m: ptq.awq(m, cal, 3, None))):
+        cos[name] = float((embed(build(copy.deepcopy(model)), tok, held) * ref).sum(-1).mean())
+    assert cos["gptq"] > cos["rtn"] and cos["awq"] > cos["rtn"], cos
+
+
+# --------------------------------------------------------------------------- the evaluation set
+def test_evaluation_and_calibration_sets_are_disjoint():
+    ev, cal = agr.evaluation_sentences(), agr.calibration_sentences(None)
+    assert len(ev) == 1024 and len(set(ev)) == 1024
+    assert not set(ev) & set(cal)
+    assert not set(ev) & set(agr.kjv_sentences(128))
+    e = torch.nn.functional.normalize(torch.randn(64, 8), dim=-1)
+    a = agr.agreement_of(e, e)
+    assert a.mean_cosine == pytest.approx(1.0) and a.retrieval == 1.0 and len(a.slices) == 8
+    with pytest.raises(ValueError, match="n"):
+        agr.calibration_sentences(5000)
