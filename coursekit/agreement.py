@@ -118,7 +118,7 @@ class Agreement:
 
     def __str__(self) -> str:
         return (f"mean cosine {self.mean_cosine:.4f} | worst {self.worst_cosine:.3f} | "
-                f"top-{TOP_K} retrieval agreement {self.retrieval:.3f}")
+                f"top-{TOP_K} neighbours kept {self.retrieval:.1%}")
 
 
 def _retrieval(emb: torch.Tensor, ref: torch.Tensor, k: int = TOP_K) -> float:
