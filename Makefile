@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lab test unit nbtest test-kernels execute bench release browser train-lm colab-check clean
+.PHONY: setup lab test unit nbtest test-kernels test-perturbed execute bench release browser train-lm colab-check clean
 
 setup: $(STAMP)
 	@$(BIN)/python -m coursekit.warmup
@@ -57,6 +57,13 @@ nbtest: setup
 # The notebooks again under another CPU's kernels (CI runs this after `make test`).
 test-kernels: setup
 	$(THREADS) $(OTHER_KERNELS) $(BIN)/python -m pytest -q $(NBVAL) $(NOTEBOOKS)
+
+# The notebooks once more with every loaded model's weights nudged by 1 + PERTURB * N(0, 1): a drift
+# a few times larger than any kernel set's (coursekit/perturb.py, notebooks/AUTHORING.md). A cell that
+# fails here prints a number that some learner's CPU will break.
+PERTURB ?= 1e-6
+test-perturbed: setup
+	$(THREADS) COURSEKIT_PERTURB=$(PERTURB) $(BIN)/python -m pytest -q $(NBVAL) $(NOTEBOOKS)
 
 # Re-execute the master notebooks in place (after a change to coursekit or a notebook).
 execute: setup

@@ -54,8 +54,8 @@ def encoder_rows(model, tok, n_calibration: int = 128, verbose: bool = False) ->
     for label, base, build in methods:
         m, seconds = _timed(model, build)
         a = agr.agreement(m, tok, ref)
-        row = dict(method=label, baseline=base, mean_cosine=a.mean_cosine, worst_cosine=a.worst_cosine,
-                   retrieval=a.retrieval, slice_means=a.slice_means, nbytes=model_nbytes(m),
+        row = dict(method=label, baseline=base, mean_cosine=a.mean_cosine, tail_cosine=a.tail_cosine,
+                   worst_cosine=a.worst_cosine, retrieval=a.retrieval, slice_means=a.slice_means, nbytes=model_nbytes(m),
                    seconds=seconds)
         if base is not None:
             b = by_label[base]
@@ -104,13 +104,14 @@ def to_markdown(r: dict) -> str:
         parts.append("Encoder, agreement with fp32 on 1,024 held-out sentences (8 slices of 128). "
                      "3-bit codes are stored in 4-bit slots (same size as int4). Time to quantize is "
                      "wall time on this machine, calibration excluded.\n")
-        parts.append("| method | mean cos | worst cos | top-10 retrieval | slices won vs baseline | MB | s |")
-        parts.append("|---|---|---|---|---|---|---|")
+        parts.append("| method | mean cos | worst 5% cos | worst cos | top-10 retrieval | slices won vs baseline | MB | s |")
+        parts.append("|---|---|---|---|---|---|---|---|")
         for row in r["encoder"]:
             wins = ("" if row["baseline"] is None else
                     f"{row['slice_wins']}/8 vs {row['baseline']}"
                     + (" (target met)" if row["slice_wins"] >= TARGET_WINS else " (below target)"))
-            parts.append(f"| {row['method']} | {row['mean_cosine']:.4f} | {row['worst_cosine']:.3f} | "
+            parts.append(f"| {row['method']} | {row['mean_cosine']:.4f} | {row['tail_cosine']:.3f} | "
+                         f"{row['worst_cosine']:.3f} | "
                          f"{row['retrieval']:.3f} | {wins} | {row['nbytes'] / 1e6:.2f} | {row['seconds']:.1f} |")
     if "lm" in r:
         parts.append("\nThe course LM, held-out perplexity (calibrated on 128 chunks of its training text):\n")

@@ -9,7 +9,8 @@ by a few thousandths needs more sentences, and slices to tell a gain from noise.
   (``calibration_sentences()``) and an **evaluation set** (``evaluation_sentences()``, 1,024
   sentences) that share no sentence.
 * ``agreement(model, tokenizer, reference)``: how far the model's embeddings of the evaluation set
-  moved from the reference (fp32) embeddings: mean and worst cosine, and retrieval agreement (for
+  moved from the reference (fp32) embeddings: mean cosine, the mean of the worst 5 % of sentences,
+  the single worst one, and retrieval agreement (for
   each sentence, how many of its 10 nearest neighbours stay the same), overall and on 8 disjoint
   slices of 128 sentences (or on the first few slices only, to save time in a notebook).
 * ``kjv_sentences()``: verses of the King James Bible, the out-of-domain calibration set.
@@ -29,13 +30,14 @@ from .encoder import embed
 
 __all__ = ["MODERN_FILE", "N_EVAL", "N_SLICES", "modern_sentences", "calibration_sentences",
            "evaluation_sentences", "kjv_sentences", "reference_embeddings", "Agreement", "agreement",
-           "agreement_of"]
+           "agreement_of", "tail_mean"]
 
 MODERN_FILE = CORPUS_DIR / "pydoc_sentences.txt.gz"
 N_CALIBRATION_POOL = 1000        # sentences 0..999: calibration only
 N_EVAL = 1024                    # sentences 1000..2023: evaluation only
 N_SLICES = 8
 TOP_K = 10
+TAIL = 0.05                      # the worst 5 % of sentences: the tail a printed number can show
 
 
 @lru_cache(maxsize=1)
@@ -99,8 +101,15 @@ def _length_order(n: int) -> torch.Tensor:
 class Agreement:
     """Agreement of a model's embeddings with reference embeddings of the same sentences.
 
-    mean_cosine / worst_cosine: average and smallest cosine between the two embeddings of a
-        sentence (1 = same direction).
+    mean_cosine: average cosine between the two embeddings of a sentence (1 = same direction).
+    tail_cosine: the average over the worst 5 % of sentences (13 of 256). This is what ``str``
+        prints for the worst sentences, not the single minimum. A minimum follows one sentence, and
+        after an int8 rounding of activations one sentence can move by 0.004 between two CPUs'
+        float kernels (measured: 0.898 against 0.902). The tail mean moves less, but W8A8 with a
+        static per-tensor scale still moves it by up to 0.005 under ``make test-perturbed``
+        (every code near a rounding boundary can flip a whole step), so it is printed with two
+        decimals, the digits every CPU agrees on.
+    worst_cosine: the smallest cosine, for reports that are not compared between machines.
     retrieval: for each sentence, the share of its 10 nearest neighbours (by cosine, among the
         other sentences) that the model and the reference agree on, averaged (1 = same search results).
     slices: the same three numbers on each of the 8 disjoint slices, as (mean, worst, retrieval)
@@ -108,6 +117,7 @@ class Agreement:
     """
 
     mean_cosine: float
+    tail_cosine: float
     worst_cosine: float
     retrieval: float
     slices: tuple
@@ -117,7 +127,7 @@ class Agreement:
         return [s[0] for s in self.slices]
 
     def __str__(self) -> str:
-        return (f"mean cosine {self.mean_cosine:.4f} | worst {self.worst_cosine:.3f} | "
+        return (f"mean cosine {self.mean_cosine:.4f} | worst 5% {self.tail_cosine:.2f} | "
                 f"top-{TOP_K} neighbours kept {self.retrieval:.1%}")
 
 
@@ -148,7 +158,16 @@ def agreement_of(emb: torch.Tensor, reference: torch.Tensor, n_slices: int = N_S
     for idx in torch.arange(emb.shape[0]).chunk(n_slices):
         slices.append((float(cos[idx].mean()), float(cos[idx].min()),
                        _retrieval(emb[idx], reference[idx])))
-    return Agreement(float(cos.mean()), float(cos.min()), _retrieval(emb, reference), tuple(slices))
+    return Agreement(float(cos.mean()), tail_mean(cos), float(cos.min()), _retrieval(emb, reference),
+                     tuple(slices))
+
+
+def tail_mean(values: torch.Tensor, fraction: float = TAIL) -> float:
+    """Mean of the smallest ``fraction`` of ``values`` (at least one): the worst cases, averaged so
+    that one value crossing a rounding boundary on another CPU barely moves it."""
+    check_instance(values, "values", torch.Tensor, "a tensor of scores")
+    k = max(1, round(fraction * values.numel()))
+    return float(values.flatten().float().topk(k, largest=False).values.mean())
 
 
 def agreement(model, tokenizer, reference: torch.Tensor) -> Agreement:

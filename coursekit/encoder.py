@@ -121,7 +121,9 @@ class EncoderAgreement:
     mean_cosine: average cosine between the two models' embeddings of the same sentence
         (1.0 = identical directions).
     max_similarity_diff: largest absolute change of a pair's similarity score (what a search or
-        dedup application would actually see move).
+        dedup application would actually see move). A maximum over 24 pairs of a quantized model
+        follows one weight code that rounds the other way on another CPU (measured: 7.83e-03
+        against 7.89e-03 under ``make test-perturbed``), so ``str`` prints two significant digits.
     ranking_agreement: over all (related pair, unrelated pair) comparisons, the fraction where
         the model orders the two pairs the same way as the reference (1.0 = no ranking changed).
     """
@@ -132,7 +134,7 @@ class EncoderAgreement:
 
     def __str__(self) -> str:
         return (f"mean cosine {self.mean_cosine:.6f} | max similarity diff "
-                f"{self.max_similarity_diff:.2e} | ranking agreement {self.ranking_agreement:.1%}")
+                f"{self.max_similarity_diff:.1e} | ranking agreement {self.ranking_agreement:.1%}")
 
 
 def encoder_agreement(model, tokenizer, reference=None) -> EncoderAgreement:

@@ -18,11 +18,11 @@ def test_ptq_section_lm_part_and_markdown():
 
 def test_ptq_markdown_reports_slice_wins_against_the_target():
     from benchmarks import ptq as bench
-    rows = [dict(method="int4 RTN", baseline=None, mean_cosine=0.9, worst_cosine=0.8, retrieval=0.7,
+    rows = [dict(method="int4 RTN", baseline=None, mean_cosine=0.9, tail_cosine=0.85, worst_cosine=0.8, retrieval=0.7,
                  slice_means=[0.9] * 8, nbytes=1e6, seconds=1.0),
-            dict(method="int4 GPTQ", baseline="int4 RTN", mean_cosine=0.95, worst_cosine=0.9, retrieval=0.8,
+            dict(method="int4 GPTQ", baseline="int4 RTN", mean_cosine=0.95, tail_cosine=0.85, worst_cosine=0.9, retrieval=0.8,
                  slice_means=[0.95] * 8, nbytes=1e6, seconds=2.0, slice_wins=8),
-            dict(method="int4 AWQ", baseline="int4 RTN", mean_cosine=0.89, worst_cosine=0.9, retrieval=0.8,
+            dict(method="int4 AWQ", baseline="int4 RTN", mean_cosine=0.89, tail_cosine=0.85, worst_cosine=0.9, retrieval=0.8,
                  slice_means=[0.89] * 8, nbytes=1e6, seconds=2.0, slice_wins=3)]
     md = bench.to_markdown({"encoder": rows})
     assert "8/8 vs int4 RTN (target met)" in md and "3/8 vs int4 RTN (below target)" in md

@@ -95,3 +95,17 @@ def test_bad_repo_is_a_usage_error(project, capsys):
     assert cli.main(["release", str(nbs), "--out", str(nbs / "learner"), "--repo", "not a repo"]) == 2
     assert "repo: expected OWNER/NAME[@REF]" in capsys.readouterr().err
     assert read_setting(project).is_placeholder
+
+
+_NUMBER_WORDS = {10: "ten", 11: "eleven", 12: "twelve", 13: "thirteen", 14: "fourteen", 15: "fifteen",
+                 16: "sixteen"}
+
+
+def test_the_front_page_counts_and_lists_every_notebook():
+    """README's first line says how many notebooks there are, and its table links each one."""
+    readme = (ROOT / "README.md").read_text()
+    masters = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    word = _NUMBER_WORDS.get(len(masters), str(len(masters)))
+    assert f"A course in {word} Jupyter notebooks" in readme, f"README should say {word} notebooks"
+    missing = [name for name in masters if f"(notebooks/{name})" not in readme]
+    assert missing == [], f"README's notebook table misses {missing}"
