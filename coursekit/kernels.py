@@ -30,8 +30,9 @@ What the kernels compute (read from PyTorch's source and checked by tests/test_k
   not an integer zero point: the course's grid ``w = s * (c - z)`` with signed codes c = u - 8
   and integer zero point z is this with ``zero = -z * s``. Packing
   (``_convert_weight_to_int4pack_for_cpu``: int32 codes ``(N, K)`` -> uint8 ``(N, K / 2)``) needs
-  N a multiple of 16 and K even, and its byte order depends on the CPU's kernel level (AVX-512,
-  AVX2, other): see ``_Layout``.
+  N a multiple of 16 (the layer pads the rows, as torchao does) and K even, and its byte order
+  depends on the CPU's kernel level (AVX-512, AVX2, other). coursekit never models that order: it
+  reads the codes back through the kernel itself (``_unpack_int4``).
 
 Every layer says which way it computed: ``layer.path`` is the path of the last call,
 ``layer.kernel_path()`` the path a call would take now: "aten int8 kernel", "aten int4 kernel", or
@@ -50,18 +51,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks, layers, quant
+from . import checks, layers, packing, quant
 
 __all__ = ["Int8WeightLinear", "Int4WeightLinear", "CPUFeatures", "cpu_features", "INT4_GROUP_SIZES",
            "llc_bytes"]
 
 #: Group sizes ``_weight_int4pack_mm_for_cpu`` accepts.
 INT4_GROUP_SIZES = (32, 64, 128, 256)
-#: Rows the int4 packing works on at a time: out_features must be a multiple of it.
+#: Rows the int4 packing works on at a time: out_features is padded up to a multiple of it.
 INT4_ROW_BLOCK = 16
 #: in_features must be a multiple of this for the int8 kernel (its AVX-512 loop reads 16 at a time).
 INT8_K_MULTIPLE = 16
 _ALIGN = 64     # bytes; PyTorch's CPU allocator aligns to 64, views with an offset may not be
+_UNPACK_ROWS = 512      # rows of the identity per call when reading int4 codes back (``_unpack_int4``)
 
 
 # --------------------------------------------------------------------------- CPU features
@@ -252,62 +254,25 @@ class Int8WeightLinear(_WeightOnlyLinear):
         return ", int8 per-channel"
 
 
-# --------------------------------------------------------------------------- int4 packing layout
-@dataclass(frozen=True)
-class _Layout:
-    """Byte order of ``_convert_weight_to_int4pack_for_cpu``: it depends on PyTorch's CPU kernel level.
-
-    Rows are packed in blocks of ``block_n`` (the last block may be shorter: 16, 32 or 48 rows).
-    Within a block the bytes are ``(K, rows_in_block / 2)``: column k of the block, two rows per
-    byte, low nibble first. Which two rows share a byte: in a full block with ``split``, rows j
-    and j + block_n / 2 (AVX-512: block_n 64; AVX2: block_n 32); otherwise rows 2j and 2j + 1.
-    """
-
-    block_n: int
-    split: bool
-
-    def _blocks(self, n: int):
-        start = 0
-        while start < n:
-            rows = min(self.block_n, n - start)
-            yield start, rows, self.split and rows == self.block_n
-            start += rows
-
-    def unpack(self, packed: torch.Tensor) -> torch.Tensor:
-        """Unsigned codes (N, K) as uint8 from the packed bytes (N, K / 2)."""
-        n, k = packed.shape[0], packed.shape[1] * 2
-        flat, out = packed.reshape(-1), []
-        for start, rows, split in self._blocks(n):
-            b = flat[start * k // 2:(start + rows) * k // 2].view(k, rows // 2).t()   # (rows/2, K)
-            lo, hi = b & 0xF, b >> 4
-            out.append(torch.cat([lo, hi]) if split else torch.stack([lo, hi], 1).reshape(rows, k))
-        return torch.cat(out)
-
-    def to_tensor(self) -> torch.Tensor:
-        return torch.tensor([self.block_n, int(self.split)], dtype=torch.int32)
-
-    @staticmethod
-    def from_tensor(t: torch.Tensor) -> "_Layout":
-        block_n, split = (int(v) for v in t.tolist())
-        return _Layout(block_n, bool(split))
-
-
-_CANDIDATE_LAYOUTS = (_Layout(64, True), _Layout(32, True), _Layout(32, False), _Layout(16, False),
-                      _Layout(64, False))
-
-
-@functools.lru_cache(maxsize=None)
-def _process_layout() -> _Layout | None:
-    """The layout this process's packing writes, found by packing a probe (None if none fits)."""
-    gen = torch.Generator().manual_seed(0)
-    probe = torch.randint(0, 16, (80, 4), generator=gen, dtype=torch.int32)    # 80 rows tell them apart
-    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(probe, 1)
-    return next((lay for lay in _CANDIDATE_LAYOUTS if torch.equal(lay.unpack(packed).int(), probe)), None)
-
-
+# --------------------------------------------------------------------------- int4 packing
 def _pack_int4(unsigned_codes: torch.Tensor) -> torch.Tensor:
-    """(N, K) codes in [0, 15] -> the kernel's uint8 (N, K / 2), packed on the CPU."""
+    """(N, K) codes in [0, 15], N a multiple of 16 -> the kernel's uint8 (N, K / 2), packed on the CPU."""
     return torch.ops.aten._convert_weight_to_int4pack_for_cpu(unsigned_codes.to("cpu", torch.int32), 1)
+
+
+def _unpack_int4(packed: torch.Tensor, group_size: int) -> torch.Tensor:
+    """The codes (N, K) uint8 that the kernel reads from ``packed``, whatever its byte order.
+
+    The kernel computes x @ ((u - 8) * scale + zero).T; with scale 1 and zero 8 that is x @ u.T,
+    so the identity matrix as x returns the codes themselves, exactly (integers 0..15 in bf16).
+    It runs on the CPU, a slice of the identity's rows at a time (never a K x K matrix).
+    """
+    packed, k = packed.cpu(), packed.shape[1] * 2
+    unit = torch.tensor([1.0, 8.0], dtype=torch.bfloat16).expand(k // group_size, packed.shape[0], 2).contiguous()
+    eyes = (F.one_hot(torch.arange(k0, min(k0 + _UNPACK_ROWS, k)), k).to(torch.bfloat16)
+            for k0 in range(0, k, _UNPACK_ROWS))
+    return torch.cat([torch.ops.aten._weight_int4pack_mm_for_cpu(eye, packed, group_size, unit)
+                      for eye in eyes]).t().to(torch.uint8)
 
 
 # --------------------------------------------------------------------------- int4
@@ -315,18 +280,22 @@ class Int4WeightLinear(_WeightOnlyLinear):
     """A linear layer with 4-bit group-wise weights that multiplies on the packed codes.
 
     Buffers (exactly what is stored):
-      packed_weight     (out_features, in_features / 2) uint8: two codes a byte, in the layout of
-                        this CPU's kernels (``_Layout``; recorded in the state dict as ``_extra_state``
-                        and converted on first use where another CPU packed it)
-      scales_and_zeros  (in_features / group_size, out_features, 2) bf16: scale, zero per group
+      packed_weight     (rows, in_features / 2) uint8: two codes a byte, in the byte order of this
+                        CPU's kernels (it differs between AVX-512, AVX2 and the rest)
+      scales_and_zeros  (in_features / group_size, rows, 2) bf16: scale, zero per group
       bias              (out_features,) in the Linear's dtype, or None
+    rows is out_features rounded up to a multiple of 16, the kernel's row block (as torchao pads);
+    the padding rows hold code 8, scale 1 and zero 0 (a zero weight), and the output drops them.
 
     weight[o, g*G + j] = (u - 8) * scale[g, o] + zero[g, o], u the unsigned code. The signed codes
     u - 8 and the grid are those of ``coursekit.quant.quantize(w, bits=4, symmetric=False,
     granularity="per_group", group_size=G)`` (as in ``W4A16Linear``): scale rounded to bf16 and
     zero = -zero_point * scale, rounded to bf16 (off the exact grid by at most 1/64 of a step).
-    Shapes the kernel cannot take are refused at construction: group_size must be one of 32, 64,
-    128, 256 and divide in_features; out_features must be a multiple of 16.
+    group_size must be one of 32, 64, 128, 256 and divide in_features, or construction refuses.
+
+    The state dict holds the codes in a portable order instead (``coursekit.packing.pack`` of the
+    (rows, in_features) codes, row after row, first code in the low nibble), so a checkpoint
+    written on one CPU loads on any other; loading packs them for this CPU's kernels.
     """
 
     KERNEL = "aten int4 kernel"
@@ -336,15 +305,14 @@ class Int4WeightLinear(_WeightOnlyLinear):
         super().__init__()
         self.in_features = checks.check_int(in_features, "in_features", low=1)
         self.out_features = checks.check_int(out_features, "out_features", low=1)
-        self.group_size = _check_int4_shape(in_features, out_features, group_size)
+        self.group_size = _check_int4_shape(in_features, group_size)
+        rows = -(-out_features // INT4_ROW_BLOCK) * INT4_ROW_BLOCK          # padded, as torchao does
         n_groups = in_features // self.group_size
-        self.register_buffer("packed_weight",
-                             torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
-        sz = torch.zeros(n_groups, out_features, 2, dtype=torch.bfloat16, device=device)
+        self.register_buffer("packed_weight", torch.zeros(rows, in_features // 2, dtype=torch.uint8, device=device))
+        sz = torch.zeros(n_groups, rows, 2, dtype=torch.bfloat16, device=device)
         sz[..., 0] = 1
         self.register_buffer("scales_and_zeros", sz)
         self.register_buffer("bias", torch.zeros(out_features, dtype=dtype, device=device) if bias else None)
-        self.layout = _process_layout()
         self.path = None
 
     @classmethod
@@ -353,16 +321,18 @@ class Int4WeightLinear(_WeightOnlyLinear):
 
         A meta Linear gives an empty layer (fill it with ``load_state_dict(sd, assign=True)``)."""
         w = _check_linear(linear).weight.detach()
-        _check_int4_shape(linear.in_features, linear.out_features, group_size, "linear.")
+        _check_int4_shape(linear.in_features, group_size, "linear.")
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, group_size=group_size,
                     dtype=w.dtype, device=w.device)
         if w.is_meta:
             return layer
         q = quant.quantize(w, bits=4, symmetric=False, granularity="per_group", group_size=group_size)
-        layer.packed_weight.copy_(_pack_int4(q.data.to(torch.int32) + 8))
+        pad = layer.packed_weight.shape[0] - linear.out_features
+        codes = F.pad(q.data.to(torch.int32) + 8, (0, 0, 0, pad), value=8)      # padding rows: weight 0
+        layer.packed_weight.copy_(_pack_int4(codes))
         scale = q.scale.to(torch.bfloat16)                                     # (N, n_groups)
         zero = (-q.zero_point.float() * scale.float()).to(torch.bfloat16)
-        layer.scales_and_zeros.copy_(torch.stack([scale, zero], -1).transpose(0, 1))
+        layer.scales_and_zeros[:, :linear.out_features].copy_(torch.stack([scale, zero], -1).transpose(0, 1))
         if linear.bias is not None:
             layer.bias.copy_(linear.bias.detach())
         return layer
@@ -372,42 +342,45 @@ class Int4WeightLinear(_WeightOnlyLinear):
 
     def unsigned_codes(self) -> torch.Tensor:
         """The codes u in [0, 15], (out_features, in_features) uint8 (signed code = u - 8)."""
-        if self.layout is None:
-            raise RuntimeError("Int4WeightLinear: the int4 packing of this CPU's kernels has a byte order "
-                               "coursekit does not know, so the weight cannot be unpacked here")
-        return self.layout.unpack(self.packed_weight)
+        if self.packed_weight.is_meta:
+            return torch.empty(self.out_features, self.in_features, dtype=torch.uint8, device="meta")
+        codes = _unpack_int4(self.packed_weight, self.group_size)[:self.out_features]
+        return codes.to(self.packed_weight.device)
 
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """(u - 8) * scale + zero: (out_features, in_features), in ``dtype`` (default fp32)."""
         dtype = torch.float32 if dtype is None else dtype
-        sz = self.scales_and_zeros.float()                                     # (n_groups, N, 2)
+        sz = self.scales_and_zeros[:, :self.out_features].float()             # (n_groups, N, 2)
         u = self.unsigned_codes().view(self.out_features, -1, self.group_size).float()
         w = (u - 8) * sz[..., 0].t().unsqueeze(-1) + sz[..., 1].t().unsqueeze(-1)
         return w.reshape(self.out_features, self.in_features).to(dtype)
 
     def _kernel_mm(self, x_bf16: torch.Tensor) -> torch.Tensor:
-        here = _process_layout()
-        if self.layout != here:              # packed by a CPU with other kernels: repack once
-            codes = self.unsigned_codes()
-            self.packed_weight = _pack_int4(codes)
-            self.layout = here
-        return torch.ops.aten._weight_int4pack_mm_for_cpu(x_bf16, self.packed_weight, self.group_size,
-                                                          self.scales_and_zeros)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x_bf16, self.packed_weight, self.group_size,
+                                                       self.scales_and_zeros)
+        return y[:, :self.out_features]
 
-    # The layout travels with the state dict as a small int tensor (safetensors takes only tensors).
-    def get_extra_state(self) -> torch.Tensor:
-        return (self.layout or _Layout(0, False)).to_tensor()
+    # The state dict holds the portable order (see the class doc); memory holds the kernel's.
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if not self.packed_weight.is_meta:
+            codes = _unpack_int4(self.packed_weight, self.group_size)
+            destination[prefix + "packed_weight"] = packing.pack(codes, 4).view(codes.shape[0], -1)
 
-    def set_extra_state(self, state) -> None:
-        layout = _Layout.from_tensor(torch.as_tensor(state))
-        self.layout = layout if layout.block_n else None
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "packed_weight"
+        portable = state_dict.get(key)
+        if isinstance(portable, torch.Tensor) and not portable.is_meta:
+            codes = packing.unpack(portable.cpu(), 4, portable.numel() * 2).view(portable.shape[0], -1)
+            state_dict[key] = _pack_int4(codes).to(portable.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _repr_extra(self) -> str:
         return f", int4 group_size={self.group_size}"
 
 
-def _check_int4_shape(in_features: int, out_features: int, group_size, prefix: str = "") -> int:
-    """group_size one the kernel takes, dividing in_features; out_features a multiple of 16.
+def _check_int4_shape(in_features: int, group_size, prefix: str = "") -> int:
+    """group_size one the kernel takes, dividing in_features (out_features is padded instead).
 
     ``prefix`` ("linear.") names the features as the caller passed them."""
     group_size = checks.check_choice(group_size, "group_size", INT4_GROUP_SIZES)
@@ -416,9 +389,6 @@ def _check_int4_shape(in_features: int, out_features: int, group_size, prefix: s
         checks.fail("group_size", f"one of {INT4_GROUP_SIZES} that divides {prefix}in_features ({in_features})"
                     + (f": {fits}" if fits else "; none does, so this layer cannot take the int4 kernel"),
                     group_size)
-    if out_features % INT4_ROW_BLOCK:
-        checks.fail(f"{prefix}out_features", f"a multiple of {INT4_ROW_BLOCK} (the int4 kernel packs rows in blocks "
-                    "of 16; keep this layer in float, e.g. replace_linear(..., exclude=...))", out_features)
     return group_size
 
 

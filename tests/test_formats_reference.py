@@ -70,6 +70,36 @@ def test_gguf_blocks_bit_exact_on_random(fmt, name):
     assert np.array_equal(F.roundtrip(x, fmt).numpy(), ref)
 
 
+def _just_below_powers_of_two():
+    """Blocks whose amax sits 0..3 float32 steps below (and 0..1 above) 2^k, k from -20 to 20."""
+    amax = []
+    for k in range(-20, 21):
+        p = torch.tensor(2.0 ** k)
+        below = [p]
+        for _ in range(3):
+            below.append(torch.nextafter(below[-1], torch.tensor(0.0)))
+        amax += below + [torch.nextafter(p, torch.tensor(float("inf")))]
+    amax = torch.stack(amax)
+    g = torch.Generator().manual_seed(3)
+    blocks = torch.rand(len(amax), 32, generator=g) * amax[:, None] * 0.9
+    blocks[:, 7] = amax * torch.where(torch.arange(len(amax)) % 2 == 0, 1.0, -1.0)
+    return blocks
+
+
+def test_mxfp4_takes_log2_in_float32_as_ggml_does():
+    """amax = 7.9999995 (one step below 8): float32's log2 rounds to 3.0, so ggml picks E8M0 128,
+    where the exact floor(log2) would give 127; coursekit's MXFP4 follows ggml, bit for bit."""
+    x = torch.full((1, 32), 0.25)
+    x[0, 0] = 7.9999995
+    assert float(x[0, 0]) == float(torch.nextafter(torch.tensor(8.0), torch.tensor(0.0)))
+    ref = quants.quantize(x.numpy(), T.MXFP4).reshape(-1, 17)
+    assert ref[0, 0] == 128
+    assert int(F.e8m0_from_amax(x.abs().amax(dim=1))[0]) == 127          # the spec's exact rule differs
+    assert np.array_equal(F.encode(x, "mxfp4").to_gguf_bytes(), ref)
+    bad, total = _compare_gguf(_just_below_powers_of_two(), "mxfp4")
+    assert bad == 0, f"{bad} of {total} blocks differ"
+
+
 @pytest.mark.parametrize("fmt", list(GGUF_TYPES))
 def test_gguf_blocks_bit_exact_on_a_million_real_weights(fmt, real_weights):
     bad, total = _compare_gguf(real_weights, fmt)

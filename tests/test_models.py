@@ -191,12 +191,12 @@ def test_hub_name_offline_gives_clear_error(monkeypatch):
     with pytest.raises(models.HubUnavailableError):
         models.load_lm()
     monkeypatch.setenv("COURSEKIT_LM", " ")
-    with pytest.raises(ValueError, match="COURSEKIT_LM: expected a Hub id or a local directory"):
+    with pytest.raises(ValueError, match="COURSEKIT_LM: expected 'smollm2', a Hub id or a local directory"):
         models.load_lm()
     monkeypatch.delenv("COURSEKIT_LM")
-    with pytest.raises(ValueError, match="name: expected a Hub id or a local directory .a non-empty str., got '  '"):
+    with pytest.raises(ValueError, match="name: expected 'smollm2', a Hub id or a local directory .a non-empty str., got '  '"):
         models.load_lm("  ")
-    with pytest.raises(TypeError, match="name: expected a Hub id or a local directory .a non-empty str., got int"):
+    with pytest.raises(TypeError, match="name: expected 'smollm2', a Hub id or a local directory .a non-empty str., got int"):
         models.load_lm(135)
     with pytest.raises(TypeError, match="dtype: expected a torch.dtype, got str"):
         models.load_lm(dtype="bf16")
@@ -270,13 +270,14 @@ def test_model_device_follows_the_weights_and_skips_meta():
 def test_facade_hands_out_the_modules_own_objects():
     # one definition per name: the cached functions must be the very ones, or cache_clear()
     # (scripts/train_lm.py) would clear a copy
-    from coursekit import corpus, devices, dummy_model, encoder, hub, lm
-    for module in (corpus, devices, dummy_model, encoder, hub, lm):
+    from coursekit import corpus, devices, dummy_model, encoder, evaluation, hub, lm, smollm2
+    for module in (corpus, devices, dummy_model, encoder, evaluation, hub, lm, smollm2):
         for name in module.__all__:
             if name in models.__all__:
                 assert getattr(models, name) is getattr(module, name), name
     assert models.__all__ and all(hasattr(models, name) for name in models.__all__)
     assert models.training_text is corpus.training_text and models.TRAIN_FILE is corpus.TRAIN_FILE
+    assert models.SMOLLM2_CARD == smollm2.MODEL_CARD and smollm2.MODEL_CARD.is_file()
 
 
 def test_importing_the_facade_does_not_import_transformers():

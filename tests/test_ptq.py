@@ -135,7 +135,72 @@ def test_llm_int8_layer_matches_the_function():
     assert layer.last_outliers == 1
 
 
+def test_llm_int8_keeps_a_bf16_model_in_bf16():
+    """A bf16 Linear followed by a LayerNorm: the quantized layer must hand back bf16."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 16), nn.LayerNorm(16), nn.Linear(16, 8)).to(torch.bfloat16)
+    x = torch.randn(4, 5, 32)
+    x[..., 3] = 12.0                                              # one outlier channel
+    x = x.to(torch.bfloat16)
+    with torch.no_grad():
+        ref = model(x)
+        q = ptq.llm_int8(copy.deepcopy(model))
+        y = q(x)
+    assert isinstance(q[0], ptq.Int8OutlierLinear) and q[0].last_outliers == 1
+    assert y.dtype == torch.bfloat16 and y.shape == ref.shape
+    assert float((y.float() - ref.float()).norm() / ref.float().norm()) < 0.05
+
+
+def test_llm_int8_layer_is_the_function_on_its_own_weights():
+    """One decomposition serves both: the layer equals outlier_split_matmul on its dequantized
+    weight, whose int8 rows (max over the non-outlier columns) are then the layer's codes."""
+    torch.manual_seed(1)
+    lin = nn.Linear(24, 6, bias=False)
+    with torch.no_grad():
+        lin.weight[:, 0] = 0.0                    # the outlier column holds no row's largest |w|
+        lin.weight[:, 1:] += torch.sign(lin.weight[:, 1:]) * 0.01
+    layer = ptq.Int8OutlierLinear(lin)
+    x = torch.randn(3, 24)
+    x[:, 0] = 30.0
+    w_deq = layer.int8_weight.float() * layer.weight_scale[:, None]
+    torch.testing.assert_close(layer(x), ptq.outlier_split_matmul(x, w_deq, 6.0), rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- every layer checked first
+def _model_with_a_layer_that_rejects_group_size_32():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 8))
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq", "awq"])
+def test_methods_check_every_layer_before_changing_any(method):
+    """in_features 48 is no multiple of 32: the last layer refuses, and the model stays as it was."""
+    model = _model_with_a_layer_that_rejects_group_size_32()
+    before = copy.deepcopy(model.state_dict())
+    names = ["0", "2", "4"]
+    x = torch.randn(64, 64)
+    cal = ptq.Calibration({"0": x, "2": torch.relu(model[0](x)).detach(), "4": torch.randn(64, 48)},
+                          [[n] for n in names], 1)
+    run = {"rtn": lambda: ptq.rtn(model, 4, 32), "gptq": lambda: ptq.gptq(model, cal, 4, 32),
+           "awq": lambda: ptq.awq(model, cal, 4, 32)}[method]
+    with pytest.raises(ValueError, match=r"^group_size: expected a divisor of in_features \(48\)"):
+        run()
+    assert all(type(m) is nn.Linear for m in (model[0], model[2], model[4]))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 # --------------------------------------------------------------------------- SmoothQuant
+def test_smoothing_moves_the_ranges_as_the_docstring_says():
+    """After smoothing, activation range (a*w)^(1-alpha), weight range (a*w)^alpha, per channel."""
+    a = torch.tensor([40.0, 2.0, 0.5, 9.0])
+    w = torch.tensor([0.1, 0.8, 2.0, 0.3])
+    for alpha in (0.2, 0.5, 0.8):
+        s = ptq.smoothing_scales(a, w, alpha)
+        torch.testing.assert_close(a / s, (a * w) ** (1 - alpha))
+        torch.testing.assert_close(w * s, (a * w) ** alpha)
+
+
+
 def test_smoothing_scales_formula_and_dead_channels():
     act = torch.tensor([4.0, 1.0, 0.0, 9.0])
     wmax = torch.tensor([1.0, 4.0, 2.0, 0.0])

@@ -11,6 +11,16 @@ llama.cpp quantizes each row in blocks of 32 weights with one float16 scale ``d`
 
 The code is computed with the float32 d, and only then d is rounded to float16 for storage, as
 ggml's reference does; dequantization uses the stored float16 d.
+
+Q4_0's rounding has a tie that depends on the compiler. The code is trunc(x * id + 8.5) with
+id = 1 / d: here, as in gguf-py (NumPy), the product is rounded to float32 before 8.5 is added.
+ggml's C reference writes the same two operations, but a C compiler may contract them into one
+fused multiply-add (GCC does by default where the target has FMA), which skips that rounding.
+When x * id lies a hair below a half-integer the two differ by one code. Example: a block whose
+signed max is 1.9256955 has id = -4.154343; x = 1.8053396 gives x * id = -7.50000006, which
+float32 rounds to -7.5: code trunc(1.0) = 1 here and in gguf-py, but trunc(0.99999994) = 0 with
+a fused multiply-add. Our bytes equal gguf-py's; a llama.cpp build may differ from both on such
+ties, which are rare: none among 6.4 million random normal weights (200,000 blocks).
 Byte layout of a block: the scale first (2 bytes, little-endian float16; MXFP4: 1 E8M0 byte), then
 the codes; for 4-bit codes element j sits in the low nibble of byte j and element j + 16 in its
 high nibble.

@@ -19,9 +19,11 @@ engineering from the paper:
   matrix (one matmul per block instead of one outer product per column);
 * **act-order** (optional): round the columns with the largest H_jj (most activation energy)
   first, while the most other columns can still compensate;
-* the grid: per output channel (from the whole row) or per group (from the group's current
-  values, fixed when the sweep reaches its first column; static, from the original weights, with
-  act-order).
+* the grid: per output channel, from the whole row (dead channels included, as the reference
+  has it); or per group, fixed when the sweep reaches the group's first column, from the group's
+  values as they stood when the current lazy block began (as the reference does;
+  ``gptq_weight``'s ``group_grid`` names the alternatives); with act-order, from the original
+  weights (the reference's ``--static-groups``).
 
 With H = identity, U is diagonal and nothing propagates: GPTQ is exactly round-to-nearest.
 The paper quantizes block by block, feeding each block the already quantized ones' outputs; here
@@ -36,10 +38,12 @@ from torch import nn
 
 from .. import checks
 from .calibration import Calibration
-from .grid import check_weight_args, expand, grid, packed_layer, round_to_grid
-from .scaling import linear_of, replace_linear_in
+from .grid import check_weight_args, grid, packed_layer
+from .scaling import check_layers, replace_linear_in
 
 BLOCK = 128
+#: Where a group's grid comes from (``gptq_weight``'s ``group_grid``).
+GROUP_GRIDS = ("block_start", "updated", "static")
 
 
 def prepare_hessian(h: torch.Tensor, w: torch.Tensor, damp: float):
@@ -54,10 +58,38 @@ def prepare_hessian(h: torch.Tensor, w: torch.Tensor, damp: float):
     return h, w, u
 
 
+def _check_group_grid(group_grid, group_size, act_order):
+    """The grid rule, resolved: None means the reference's ("static" with act-order)."""
+    if group_grid is None:
+        return "static" if act_order else "block_start"
+    group_grid = checks.check_choice(group_grid, "group_grid", GROUP_GRIDS)
+    if act_order and group_size is not None and group_grid != "static":
+        checks.fail("group_grid", "'static' (or None) with act_order: a group's columns are rounded out of "
+                    "order, so its grid must be fixed before the sweep", repr(group_grid))
+    return group_grid
+
+
 @torch.no_grad()
 def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int | None = None,
-                damp: float = 0.01, act_order: bool = False, block: int = BLOCK):
+                damp: float = 0.01, act_order: bool = False, block: int = BLOCK, group_grid: str | None = None):
     """GPTQ of one weight matrix (out, in) with H (in, in).
+
+    ``group_grid`` (with ``group_size``) says where each group's grid comes from, fixed when the
+    sweep reaches the group's first column:
+
+    * "block_start" (default without act-order): from the group's columns as they stood when
+      the current lazy block began, as the reference ``fasterquant`` (IST-DASLab) and GPTQModel
+      do; with a group that starts inside a block the block's own updates (the reference keeps
+      them in ``W1``) are not in it yet. The codes equal the ecosystem's.
+    * "updated": from the columns as updated so far, this block's updates included. Measured at
+      4 bits, block 128: on the course LM's layers 18 % of the codes differ from "block_start"
+      at g64 and 21 % at g32 (26 % and 31 % on random correlated 256 x 512 layers), while the
+      summed output error moves by at most 1.6 %, one way at g32 and the other at g64: neither
+      rule wins. With groups of 128 (groups = blocks) the two are identical.
+    * "static": from the original weights, before the sweep (the reference's ``--static-groups``).
+      The only rule with ``act_order``: act-order with groups here *is* the reference's
+      ``--act-order --static-groups`` (each group's grid by original column index, so the stored
+      layer needs no permutation).
 
     Returns (codes, scale, zero): signed codes (out, in) and the grid (out, n_groups), in the
     original column order.
@@ -69,30 +101,44 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int
     bits, group_size = check_weight_args(bits, group_size, w.shape[1])
     damp = checks.check_number(damp, "damp", 0.0, 1.0)
     block = checks.check_int(block, "block", low=1)
-    n_in = w.shape[1]
+    checks.check_instance(act_order, "act_order", bool, "True or False")
+    group_grid = _check_group_grid(group_grid, group_size, act_order)
+    original = w
     h, w, u = prepare_hessian(h, w.double(), damp)
-    perm = torch.argsort(torch.diagonal(h), descending=True) if act_order else torch.arange(n_in)
+    perm = torch.argsort(torch.diagonal(h), descending=True) if act_order else torch.arange(w.shape[1])
     if act_order:
         u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h[perm][:, perm])), upper=True)
-    if group_size is None or act_order:              # the grid is fixed before the sweep
+    if group_size is None:                           # as the reference: dead columns not yet zeroed
+        scale, zero = grid(original.float(), bits, None)
+    elif group_grid == "static":
         scale, zero = grid(w.float(), bits, group_size)
     else:                                            # filled in as the sweep reaches each group
-        scale = torch.ones(w.shape[0], n_in // group_size)
-        zero = torch.zeros(w.shape[0], n_in // group_size)
+        scale = torch.ones(w.shape[0], w.shape[1] // group_size)
+        zero = torch.zeros(w.shape[0], w.shape[1] // group_size)
     # the sweep runs in float32 on W transposed, so that "column i" is a contiguous row
-    wt, u = w[:, perm].T.float().contiguous(), u.float()
+    wt = w[:, perm].T.float().contiguous()
     st, zt = scale.T.contiguous(), zero.T.contiguous()
+    sweep = group_grid if group_size is not None and group_grid != "static" else None
+    codes = _sweep(wt, u.float(), perm, st, zt, bits, group_size or w.shape[1], block, sweep)
+    return codes.T[:, torch.argsort(perm)], st.T.float(), zt.T.float()
+
+
+def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
+    """The column loop on W^T (in place): codes in sweep order. ``st``/``zt`` (n_groups, out) are
+    read, and written where ``group_grid`` ("block_start" or "updated") sets a group's grid."""
+    n_in = wt.shape[0]
     diag = torch.diagonal(u).tolist()
-    gs = n_in if group_size is None else group_size
     qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     codes = torch.zeros_like(wt)
     for b0 in range(0, n_in, block):
         b1 = min(b0 + block, n_in)
+        start = wt[b0:b1].clone() if group_grid == "block_start" else None   # the reference's W[:, i1:i2]
         errs = torch.zeros(b1 - b0, wt.shape[1])
         for i, col in zip(range(b0, b1), perm[b0:b1].tolist()):
             g = col // gs                            # the group of this column, by original index
-            if not act_order and group_size is not None and col % gs == 0:
-                sg, zg = grid(wt[i:i + gs].T, bits, None)
+            if group_grid is not None and col % gs == 0:
+                cols = wt[i:i + gs] if start is None else torch.cat([start[i - b0:], wt[b1:i + gs]])[:gs]
+                sg, zg = grid(cols.T, bits, None)
                 st[g], zt[g] = sg[:, 0], zg[:, 0]
             q = torch.clamp(torch.round(wt[i] / st[g]) + zt[g], qmin, qmax)
             codes[i] = q
@@ -100,32 +146,33 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int
             wt[i + 1:b1].addr_(u[i, i + 1:b1], err, alpha=-1.0)   # the others absorb the error
             errs[i - b0] = err
         wt[b1:] -= u[b0:b1, b1:].T @ errs           # the lazy update: the block's errors at once
-    codes = codes.T[:, torch.argsort(perm)]
-    scale, zero = st.T, zt.T
-    return codes, scale.float(), zero.float()
+    return codes
 
 
 @torch.no_grad()
 def gptq(model: nn.Module, calibration: Calibration, bits: int = 4, group_size: int | None = None,
-         damp: float = 0.01, act_order: bool = False) -> nn.Module:
+         damp: float = 0.01, act_order: bool = False, group_grid: str | None = None) -> nn.Module:
     """GPTQ every calibrated linear of ``model`` in place, into PackedLinear layers; returns model.
 
     ``group_size=None``: one grid per output channel; ``damp``: the fraction of mean(diag H) added
-    to the diagonal; ``act_order``: round high-activation columns first.
+    to the diagonal; ``act_order``: round high-activation columns first; ``group_grid``: where a
+    group's grid comes from (see ``gptq_weight``; the default is the reference's). Every layer's
+    arguments are checked before any layer changes.
     """
     checks.check_instance(model, "model", nn.Module, "a torch.nn.Module")
     checks.check_instance(calibration, "calibration", Calibration, "a Calibration (from ptq.calibrate)")
-    bits, group_size = check_weight_args(bits, group_size)
     checks.check_instance(act_order, "act_order", bool, "True or False")
+    damp = checks.check_number(damp, "damp", 0.0, 1.0)
+    bits, group_size = check_layers(model, calibration.names, bits, group_size)
+    group_grid = _check_group_grid(group_grid, group_size, act_order)
 
     def make(name):
         def quantize(linear):
             codes, scale, zero = gptq_weight(linear.weight.detach().float(), calibration.hessian(name),
-                                             bits, group_size, damp, act_order)
+                                             bits, group_size, damp, act_order, group_grid=group_grid)
             return packed_layer(codes, scale, zero, bits, group_size, linear.bias)
         return quantize
 
     for name in calibration.names:
-        linear_of(model, name)                       # every calibrated layer must still be there
         replace_linear_in(model, [name], make(name))
     return model

@@ -17,14 +17,12 @@ set is a few channels out of 384, so almost all of the compute stays int8.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import checks
-from ..layers import replace_modules
+from ..layers import linear_names, replace_modules
 from .act_layers import absmax_scale, int8_codes
 from .calibration import DEFAULT_EXCLUDE
-from ..layers import linear_names
 
 DEFAULT_THRESHOLD = 6.0
 
@@ -34,34 +32,53 @@ def outlier_columns(x: torch.Tensor, threshold: float) -> torch.Tensor:
     return (x.reshape(-1, x.shape[-1]).abs() > threshold).any(dim=0)
 
 
+def _split_matmul(x, out, w_high, w_low, w_low_scale=None):
+    """x[..., O] @ w_high.T + x[..., R] @ w_low.T, the one place the decomposition is written.
+
+    ``w_high``: the weight's outlier columns, in float; ``w_low``: its other columns, in float when
+    ``w_low_scale`` is None (no rounding anywhere), else int8 codes with one scale per output row,
+    met by x[..., R] quantized with one absmax scale per token (vector-wise).
+    """
+    high = x[..., out] @ w_high.T
+    x_rest = x[..., ~out]
+    if w_low_scale is None:
+        return high + x_rest @ w_low.T
+    xs = absmax_scale(x_rest, dim=-1)
+    return high + (int8_codes(x_rest, xs) @ w_low.T) * xs * w_low_scale
+
+
 def outlier_split_matmul(x: torch.Tensor, w: torch.Tensor, threshold: float = DEFAULT_THRESHOLD,
                          quantize: bool = True) -> torch.Tensor:
     """x @ w.T with outlier channels in float and the rest in vector-wise int8.
 
-    ``quantize=False`` does the same split without rounding: the result equals x @ w.T (up to
-    float summation order), which is how a test shows the decomposition itself loses nothing.
+    The int8 weight rows are scaled by their largest |w| over the non-outlier columns (what the
+    notebook's exercise asks for). ``quantize=False`` does the same split without rounding: the
+    result equals x @ w.T (up to float summation order), which is how a test shows the
+    decomposition itself loses nothing.
     """
     checks.check_tensor(x, "x", floating=True)
     checks.check_tensor(w, "w", floating=True, ndim=2)
     if x.shape[-1] != w.shape[1]:
         checks.fail("w", f"a weight with in_features {x.shape[-1]} (the last dim of x)", f"shape {tuple(w.shape)}")
     threshold = checks.check_number(threshold, "threshold", positive=True)
+    checks.check_instance(quantize, "quantize", bool, "True or False")
     out = outlier_columns(x, threshold)
-    x_out, x_rest = x[..., out], x[..., ~out]
-    w_out, w_rest = w[:, out], w[:, ~out]
-    high = x_out @ w_out.T
+    w_rest = w[:, ~out]
     if not quantize:
-        return high + x_rest @ w_rest.T
-    xs, ws = absmax_scale(x_rest, dim=-1), absmax_scale(w_rest, dim=1)
-    low = (int8_codes(x_rest, xs) @ int8_codes(w_rest, ws).T) * xs * ws.T
-    return high + low
+        return _split_matmul(x, out, w[:, out], w_rest)
+    ws = absmax_scale(w_rest, dim=1)
+    return _split_matmul(x, out, w[:, out], int8_codes(w_rest, ws), ws.reshape(-1))
 
 
 class Int8OutlierLinear(nn.Module):
-    """int8 weights (per output channel); the matmul split as in ``outlier_split_matmul``."""
+    """int8 weights, one scale per output row over *all* columns (stored once, as bitsandbytes
+    does); the matmul split as in ``outlier_split_matmul``, the outlier columns meeting the
+    dequantized weights. Computes in float32 and returns the input's dtype, so that a bf16 model
+    keeps running (the next LayerNorm would refuse a float32 input with bf16 weights)."""
 
     def __init__(self, linear: nn.Linear, threshold: float = DEFAULT_THRESHOLD):
         super().__init__()
+        checks.check_instance(linear, "linear", nn.Linear, "a torch.nn.Linear")
         w = linear.weight.detach().float()
         self.threshold = checks.check_number(threshold, "threshold", positive=True)
         scale = absmax_scale(w, dim=1)
@@ -73,14 +90,10 @@ class Int8OutlierLinear(nn.Module):
     def forward(self, x):
         out = outlier_columns(x, self.threshold)
         self.last_outliers = int(out.sum())
-        w = self.int8_weight.float()
-        x = x.float()
-        high = x[..., out] @ (w[:, out] * self.weight_scale[:, None]).T
-        x_rest = x[..., ~out]
-        xs = absmax_scale(x_rest, dim=-1)
-        low = F.linear(int8_codes(x_rest, xs), w[:, ~out]) * xs * self.weight_scale
-        y = high + low
-        return y if self.bias is None else y + self.bias
+        codes = self.int8_weight.float()
+        y = _split_matmul(x.float(), out, codes[:, out] * self.weight_scale[:, None], codes[:, ~out],
+                          self.weight_scale)
+        return (y if self.bias is None else y + self.bias).to(x.dtype)
 
 
 def llm_int8(model: nn.Module, threshold: float = DEFAULT_THRESHOLD, exclude=DEFAULT_EXCLUDE) -> nn.Module:

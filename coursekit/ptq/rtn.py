@@ -9,7 +9,7 @@ from .. import checks
 from ..layers import linear_names
 from .calibration import DEFAULT_EXCLUDE
 from .grid import check_weight_args, expand, grid, packed_layer, round_to_grid
-from .scaling import replace_linear_in
+from .scaling import check_layers, replace_linear_in
 
 
 def rtn_layer(linear: nn.Linear, bits: int = 4, group_size: int | None = None):
@@ -28,5 +28,6 @@ def rtn(model: nn.Module, bits: int = 4, group_size: int | None = None, exclude=
     ``group_size=None`` is one grid per output channel.
     """
     checks.check_instance(model, "model", nn.Module, "a torch.nn.Module")
-    check_weight_args(bits, group_size)
-    return replace_linear_in(model, linear_names(model, exclude), lambda m: rtn_layer(m, bits, group_size))
+    names = linear_names(model, exclude)
+    check_layers(model, names, bits, group_size)         # all of them before changing any
+    return replace_linear_in(model, names, lambda m: rtn_layer(m, bits, group_size))

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..layers import replace_modules
 from .act_layers import InputScaled
+from .grid import check_weight_args
 
 _LLAMA_NORM = {"q_proj": "input_layernorm", "k_proj": "input_layernorm", "v_proj": "input_layernorm",
                "gate_proj": "post_attention_layernorm", "up_proj": "post_attention_layernorm"}
@@ -45,6 +46,14 @@ def producer(model: nn.Module, group: list[str]):
                 if isinstance(prod, nn.Linear) and prod.out_features == model.get_submodule(first).in_features:
                     return prod
     return None
+
+
+def unabsorbed_channelwise(model: nn.Module, group: list[str]) -> bool:
+    """True for a layer that has a channel-wise producer by name whose shape cannot take the
+    division: o_proj under grouped-query attention, where v_proj has one output per key/value
+    head, fewer than o_proj's inputs (llm-awq leaves such an o_proj unscaled)."""
+    channelwise = len(group) == 1 and group[0].endswith(tuple(_CHANNELWISE))
+    return channelwise and producer(model, group) is None
 
 
 def _get(model, name):
@@ -86,6 +95,15 @@ def scale_columns(model: nn.Module, group: list[str], s: torch.Tensor) -> None:
     for name in group:
         w = linear_of(model, name).weight
         w.mul_(s.to(w.dtype))
+
+
+def check_layers(model: nn.Module, names, bits, group_size):
+    """Check the weight arguments against every named layer, so that a method refuses a model
+    before it changes any layer (never half-quantized); returns (bits, group_size)."""
+    bits, group_size = check_weight_args(bits, group_size)
+    for name in names:
+        check_weight_args(bits, group_size, linear_of(model, name).in_features)
+    return bits, group_size
 
 
 def replace_linear_in(model: nn.Module, names, make) -> nn.Module:

@@ -6,9 +6,12 @@ input channel j by s_j and multiplying weight column j by s_j leaves x @ W.T unc
 
     s_j = max|x_j| ** alpha / max|W[:, j]| ** (1 - alpha)
 
-both sides end with a per-channel range of max|x_j|^(1-alpha) * max|W_j|^alpha: ``alpha`` says how much
-of the difficulty moves to the weights (0: none, 1: all; 0.5 splits it evenly, the paper's default
-for most models). One s serves all layers that read the same input.
+channel j of the activations ends with the range max|x_j| / s_j = (max|x_j| * max|W_j|)^(1-alpha)
+and column j of the weights with max|W_j| * s_j = (max|x_j| * max|W_j|)^alpha: the product of the
+two ranges is unchanged, and ``alpha`` says how much of it (on a log scale) the weights take
+(0: none, 1: all; 0.5 splits it evenly, both sides at sqrt(max|x_j| * max|W_j|), the paper's
+default for most models).
+One s serves all layers that read the same input.
 
 As in the paper, only the layers that read a normalization's output are smoothed (attention's
 query/key/value, the MLP's first layer): that is where the outlier channels are. The input of the
