@@ -51,16 +51,6 @@ def _check_features(in_features, out_features) -> None:
     checks.check_int(out_features, "out_features", low=1)
 
 
-def _check_group_size(group_size, in_features: int) -> int:
-    """group_size: an int >= 1 that divides in_features (the message names the sizes that fit)."""
-    group_size = checks.check_int(group_size, "group_size", low=1)
-    if in_features % group_size:     # notebook 08 prints this message: keep its words
-        fits = [d for d in range(2, min(in_features, 512) + 1) if in_features % d == 0][:8]
-        raise ValueError(f"group_size ({group_size}) must divide in_features ({in_features}): each group "
-                         f"holds group_size consecutive input weights of one row; sizes that fit: {fits}")
-    return group_size
-
-
 def _bias_or_none(linear: nn.Linear):
     return None if linear.bias is None else linear.bias.detach()
 
@@ -137,11 +127,13 @@ class PackedLinear(nn.Module):
 
       packed_weight  (out_features * in_features * bits / 8,) uint8, row-major, first code in
                      the lowest bits; unsigned codes = signed codes + 2^(bits-1)
-      scales         (out_features, in_features // group_size) in the activation dtype
-      zero_points    (out_features, in_features // group_size) int8, on the signed code scale
+      scales         (out_features, n_groups) in the activation dtype
+      zero_points    (out_features, n_groups) int8, on the signed code scale
       bias           (out_features,) or None
 
-    weight[o, g*group_size + j] = scales[o, g] * (signed_code - zero_points[o, g]).
+    weight[o, g*group_size + j] = scales[o, g] * (signed_code - zero_points[o, g]), with
+    n_groups = ceil(in_features / group_size): a group size that does not divide in_features
+    leaves a shorter last group in each row.
     """
 
     #: The widths this class stores; a subclass with one width (W4A16Linear) lists only it.
@@ -152,15 +144,19 @@ class PackedLinear(nn.Module):
                  group_size: int = DEFAULT_GROUP_SIZE, dtype: torch.dtype = torch.float32, device=None):
         super().__init__()
         _check_features(in_features, out_features)
-        self.bits, self.group_size = self._bits_or_default(bits), _check_group_size(group_size, in_features)
+        self.bits, self.group_size = self._bits_or_default(bits), checks.check_int(group_size, "group_size", low=1)
         self.in_features, self.out_features = in_features, out_features
-        n_groups = in_features // group_size
+        n_groups = self._blocking().groups_per_row
         n_bytes = -(-out_features * in_features * self.bits // 8)      # ceil division
         self.register_buffer("packed_weight", torch.zeros(n_bytes, dtype=torch.uint8, device=device))
         self.register_buffer("scales", torch.ones(out_features, n_groups, dtype=dtype, device=device))
         self.register_buffer("zero_points",
                              torch.zeros(out_features, n_groups, dtype=torch.int8, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=dtype, device=device) if bias else None)
+
+    def _blocking(self) -> quant.Blocking:
+        """The weight's groups, as ``quant.quantize`` cuts them (a short last group padded)."""
+        return quant.Blocking((self.out_features, self.in_features), "per_group", 0, self.group_size)
 
     @classmethod
     def _bits_or_default(cls, bits) -> int:
@@ -193,7 +189,7 @@ class PackedLinear(nn.Module):
         group_size = in_f if group_size is None else group_size
         layer = cls(in_f, out_f, bias=bias is not None, bits=bits, group_size=group_size,
                     dtype=scale.dtype if dtype is None else dtype, device=codes.device)
-        n_groups = in_f // layer.group_size
+        n_groups = layer.scales.shape[1]
         for name, t in (("scale", scale), ("zero_point", zero_point)):
             if t.numel() not in (n_groups, out_f * n_groups):
                 checks.fail(name, f"{out_f} x {n_groups} entries (one per group of each row), or {n_groups}",
@@ -220,7 +216,6 @@ class PackedLinear(nn.Module):
             return cls(linear.in_features, linear.out_features, bias=linear.bias is not None, bits=bits,
                        group_size=group_size, dtype=w.dtype, device=w.device)
         bits = cls._bits_or_default(bits)
-        _check_group_size(group_size, linear.in_features)   # before quantizing: in the layer's words
         q = quant.quantize(w, bits=bits, symmetric=False, granularity="per_group", group_size=group_size,
                            clipping=clipping)
         return cls.from_codes(q.data, q.scale, q.zero_point, bits, group_size, _bias_or_none(linear), w.dtype)
@@ -228,14 +223,14 @@ class PackedLinear(nn.Module):
     def dequantized_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """Unpack and dequantize the whole weight: (out_features, in_features)."""
         dtype = self.scales.dtype if dtype is None else dtype
-        n_groups = self.in_features // self.group_size
+        blocking = self._blocking()
         codes = packing.unpack(self.packed_weight, self.bits, self.out_features * self.in_features)
-        codes = codes.view(self.out_features, n_groups, self.group_size).to(dtype)
+        codes = blocking.to_blocks(codes.view(self.out_features, self.in_features).to(dtype))
         # unsigned code u = signed + 2^(b-1), so signed - zero_point = u - (zero_point + 2^(b-1)).
         # Both are small integers, exact in any float dtype; only the product with the scale rounds.
-        offset = (self.zero_points.to(dtype) + 2 ** (self.bits - 1)).unsqueeze(-1)
-        w = codes.sub_(offset).mul_(self.scales.to(dtype).unsqueeze(-1))   # in place: one temporary
-        return w.view(self.out_features, self.in_features)
+        offset = (self.zero_points.to(dtype) + 2 ** (self.bits - 1)).reshape(-1, 1)
+        w = codes.sub_(offset).mul_(self.scales.to(dtype).reshape(-1, 1))   # in place: one temporary
+        return blocking.from_blocks(w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
@@ -275,7 +270,7 @@ class FakeQuantLinear(nn.Linear):
         if granularity != "per_group":
             group_size = None
         else:
-            _check_group_size(group_size, in_features)
+            checks.check_int(group_size, "group_size", low=1)
         quant.Blocking.make((out_features, in_features), granularity, axis, group_size)  # checks the rest
         self.bits, self.symmetric, self.granularity = bits, symmetric, granularity
         self.axis, self.group_size = axis, group_size

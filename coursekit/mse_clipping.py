@@ -7,32 +7,34 @@ Which trade pays depends on the block, so we try a fixed list of ranges (fractio
 min..max) and keep, per block, the one whose round trip has the lowest squared error. The first
 fraction is 1.0, min/max itself, so the result is never worse than min/max.
 
-`coursekit.quant` calls `best_qparams` for ``clipping="mse"``; the search is built from quant's
-own steps (qparams_from_minmax, linear_quantize, linear_dequantize), nothing new.
+`coursekit.quant` calls `best_qparams` for ``clipping="mse"`` and hands it its own steps: how a
+range becomes a grid (qparams_from_minmax) and the round trip through the codes (linear_quantize,
+then linear_dequantize). The search adds nothing else, and needs no import of quant.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Callable
 
-from . import quant     # quant imports this module too; each looks the other up only when called
+import torch
 
 #: Fractions of each block's range that are tried (1.0 first: never worse than min/max).
 CLIP_FRACTIONS = tuple(1.0 - 0.025 * i for i in range(21))     # 1.0, 0.975, ..., 0.5
 
 
-def best_qparams(blocks: torch.Tensor, x_min: torch.Tensor, x_max: torch.Tensor, bits: int, symmetric: bool):
+def best_qparams(blocks: torch.Tensor, x_min: torch.Tensor, x_max: torch.Tensor,
+                 grid_of: Callable, round_trip: Callable):
     """Per row of `blocks`, the scale and zero point of the clipped range with the lowest error.
 
-    `x_min`, `x_max`: the rows' minima and maxima, (n_blocks, 1) float32 columns. The loop runs
-    over the candidate fractions; each candidate is evaluated for all blocks at once.
+    `x_min`, `x_max`: the rows' minima and maxima, (n_blocks, 1) float32 columns.
+    ``grid_of(lo, hi) -> (scale, zero_point)`` makes the grid of a range and
+    ``round_trip(blocks, scale, zero_point)`` quantizes and dequantizes on it. The loop runs over
+    the candidate fractions; each candidate is evaluated for all blocks at once.
     """
     best_err = best_scale = best_zero = None
     for frac in CLIP_FRACTIONS:
-        scale, zero = quant.qparams_from_minmax(x_min * frac, x_max * frac, bits, symmetric, check=False)
-        codes = quant.linear_quantize(blocks, scale, zero, bits, check=False)
-        back = quant.linear_dequantize(codes, scale, zero, check=False)
-        err = back.sub_(blocks).pow_(2).sum(dim=1, keepdim=True)
+        scale, zero = grid_of(x_min * frac, x_max * frac)
+        err = round_trip(blocks, scale, zero).sub_(blocks).pow_(2).sum(dim=1, keepdim=True)
         if best_err is None:
             best_err, best_scale, best_zero = err, scale, zero
         else:

@@ -16,10 +16,14 @@ Granularity is only a way to cut a tensor into blocks, each with its own scale a
 
 * ``per_tensor``  – one block holding everything;
 * ``per_channel`` – one block per index along ``axis`` (a row of a weight when axis=0);
-* ``per_group``   – blocks of ``group_size`` consecutive elements along the last dimension.
+* ``per_group``   – blocks of ``group_size`` consecutive elements along the last dimension. When
+  ``group_size`` does not divide it (SmolLM2's 576 inputs in groups of 128), the last group of
+  each row is shorter, as in the reference GPTQ implementations.
 
 We view the tensor as a matrix of shape ``(n_blocks, block_len)``, take min/max per row, quantize,
-and view it back. The same few lines serve all three granularities, with no Python loop.
+and view it back. The same few lines serve all three granularities, with no Python loop. A short
+last group is padded with zeros in that view: every grid here holds 0 exactly, so the padding
+changes no scale, zero point or error, and it is cut off again on the way back.
 
 Codes are signed, in ``[-2^(b-1), 2^(b-1) - 1]`` (for 8 bits: -128..127), and live in an int8
 tensor; `coursekit.packing` squeezes sub-byte codes together for storage.
@@ -38,7 +42,6 @@ from dataclasses import dataclass
 
 import torch
 
-# mse_clipping uses the steps below in turn; each module looks the other up only when called
 from . import checks, compiled, mse_clipping
 
 MIN_BITS, MAX_BITS = 2, 8
@@ -142,9 +145,6 @@ def qparams_from_minmax(x_min, x_max, bits: int = 8, symmetric: bool = False, *,
     return scale, zero_point.to(torch.int8)
 
 
-_qparams_from_minmax = qparams_from_minmax      # the name notebook 03's prose points to
-
-
 # --------------------------------------------------------------------------- blocks
 @dataclass(frozen=True)
 class Blocking:
@@ -161,7 +161,8 @@ class Blocking:
     @staticmethod
     def make(shape, granularity="per_tensor", axis=0, group_size=None) -> "Blocking":
         """A checked Blocking. granularity: one of GRANULARITIES; axis (per_channel only): an int
-        from -ndim to ndim - 1; group_size (per_group only): an int >= 1 that divides the last dimension."""
+        from -ndim to ndim - 1; group_size (per_group only): an int >= 1 (when it does not divide
+        the last dimension, each row's last group is shorter)."""
         shape = tuple(shape)
         checks.check_choice(granularity, "granularity", GRANULARITIES)
         if granularity != "per_tensor" and not shape:
@@ -175,26 +176,20 @@ class Blocking:
             if group_size is None:
                 checks.fail("group_size", "an int >= 1 (granularity='per_group' needs one)", None)
             group_size = checks.check_int(group_size, "group_size", low=1)
-            if shape[-1] % group_size:
-                checks.fail("group_size", f"a divisor of the last dimension ({shape[-1]})", group_size)
         elif group_size is not None:
             checks.fail("group_size", f"None with granularity={granularity!r} (groups are for 'per_group')",
                         group_size)
         return Blocking(shape, granularity, axis, group_size)
 
     @property
-    def block_size(self) -> tuple:
-        """The extent of one block along each dimension: torchao's ``block_size`` tuple.
+    def groups_per_row(self) -> int:
+        """per_group: blocks along the last dimension, a shorter last one included."""
+        return -(-self.shape[-1] // self.group_size)
 
-        torchao's quant_primitives (choose_qparams_affine, quantize_affine) express every
-        granularity with it: the whole shape for per_tensor; 1 along `axis` and the full size
-        elsewhere for per_channel; (1, ..., 1, group_size) for per_group.
-        """
-        if self.granularity == "per_tensor":
-            return self.shape
-        if self.granularity == "per_channel":
-            return tuple(1 if d == self.axis else n for d, n in enumerate(self.shape))
-        return (1,) * (len(self.shape) - 1) + (self.group_size,)
+    @property
+    def padding(self) -> int:
+        """Zeros appended to each row in the block view so that a short last group fills a block."""
+        return -self.shape[-1] % self.group_size if self.granularity == "per_group" else 0
 
     @property
     def n_blocks(self) -> int:
@@ -202,7 +197,7 @@ class Blocking:
             return 1
         if self.granularity == "per_channel":
             return self.shape[self.axis]
-        return math.prod(self.shape) // self.group_size
+        return math.prod(self.shape[:-1]) * self.groups_per_row
 
     @property
     def param_shape(self) -> tuple:
@@ -211,12 +206,14 @@ class Blocking:
             return ()
         if self.granularity == "per_channel":
             return tuple(n if d == self.axis else 1 for d, n in enumerate(self.shape))
-        return self.shape[:-1] + (self.shape[-1] // self.group_size,)
+        return self.shape[:-1] + (self.groups_per_row,)
 
     def to_blocks(self, x: torch.Tensor) -> torch.Tensor:
         """View x as (n_blocks, block_len); a view whenever the memory layout allows it."""
         if self.granularity == "per_channel" and self.axis != 0:
             x = x.movedim(self.axis, 0)
+        if self.padding:
+            x = torch.nn.functional.pad(x, (0, self.padding))
         return x.reshape(self.n_blocks, -1)
 
     def from_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
@@ -224,6 +221,9 @@ class Blocking:
         if self.granularity == "per_channel" and self.axis != 0:
             moved = (self.shape[self.axis],) + tuple(n for d, n in enumerate(self.shape) if d != self.axis)
             return blocks.reshape(moved).movedim(0, self.axis)
+        if self.padding:
+            padded = blocks.reshape(self.shape[:-1] + (self.shape[-1] + self.padding,))
+            return padded[..., :self.shape[-1]].contiguous()
         return blocks.reshape(self.shape)
 
     def params_to_column(self, p: torch.Tensor) -> torch.Tensor:
@@ -253,7 +253,11 @@ def _block_qparams(blocks: torch.Tensor, bits: int, symmetric: bool, clipping: s
     x_min, x_max, finite = _block_minmax(blocks)
     _check_finite(finite)
     if clipping == "mse":
-        return mse_clipping.best_qparams(blocks, x_min, x_max, bits, symmetric)
+        return mse_clipping.best_qparams(
+            blocks, x_min, x_max,
+            grid_of=lambda lo, hi: qparams_from_minmax(lo, hi, bits, symmetric, check=False),
+            round_trip=lambda b, s, z: linear_dequantize(linear_quantize(b, s, z, bits, check=False), s, z,
+                                                         check=False))
     return qparams_from_minmax(x_min, x_max, bits, symmetric, check=False)
 
 

@@ -2,6 +2,7 @@
 import pytest
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from coursekit import layers, quant
 from coursekit.layers import (FakeQuantLinear, PackedLinear, W2A16Linear, W4A16Linear, W8A16Linear,
@@ -290,15 +291,21 @@ def test_from_linear_rejects_non_linear(cls):
         cls.from_linear(nn.Conv1d(4, 4, 1))
 
 
-def test_group_size_must_divide_in_features():
-    with pytest.raises(ValueError, match=r"group_size \(64\) must divide in_features \(100\)"):
-        W4A16Linear.from_linear(nn.Linear(100, 8))
-    with pytest.raises(ValueError, match="must divide"):
-        FakeQuantLinear(100, 8, group_size=64)
+def test_a_group_size_that_does_not_divide_in_features_leaves_a_shorter_last_group():
+    """100 inputs in groups of 64: one group of 64 and one of 36 per row, as quant.quantize cuts them."""
+    torch.manual_seed(0)
+    lin = nn.Linear(100, 8)
+    layer = W4A16Linear.from_linear(lin, group_size=64)
+    assert layer.scales.shape == (8, 2)
+    q = quant.quantize(lin.weight.detach(), 4, False, "per_group", group_size=64)
+    torch.testing.assert_close(layer.dequantized_weight(), q.dequantize())
+    assert model_nbytes(layer) == 8 * 100 // 2 + 8 * 2 * (4 + 1) + 8 * 4
+    x = torch.randn(3, 100)
+    torch.testing.assert_close(layer(x), F.linear(x, q.dequantize(), lin.bias))
+    fake = FakeQuantLinear.from_linear(lin, group_size=64)
+    torch.testing.assert_close(fake.to_packed().dequantized_weight(), q.dequantize())
     with pytest.raises(ValueError, match="group_size: expected an int >= 1, got 0"):
         PackedLinear(64, 8, group_size=0)
-
-
 def test_other_bad_arguments():
     with pytest.raises(ValueError, match="bits: expected one of 2, 4, got 3"):
         PackedLinear(64, 8, bits=3)

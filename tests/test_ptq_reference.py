@@ -177,6 +177,11 @@ class SideBySide(nn.Module):
         return torch.cat([lin(x) for lin in self.linears], dim=-1)
 
 
+def _stats(x):
+    """What coursekit's search reads instead of the tokens: mean |x_j| and H = X^T X / n."""
+    return x.abs().mean(0), x.T @ x / x.shape[0]
+
+
 def _awq_case(seed, widths, n_in=128, n_tokens=256):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n_tokens, n_in, generator=g) * torch.rand(n_in, generator=g).mul(3).exp()   # uneven channels
@@ -191,7 +196,7 @@ def test_awq_search_equals_llm_awq(bits, group_size, widths):
     x, linears = _awq_case(bits * 10 + len(widths), widths)
     block = linears[0] if len(linears) == 1 else SideBySide(linears)
     ref_s, ref_ratio, ref_hist = search_module_scale(block, linears, x, bits, group_size)
-    s, alpha, errors = search_scale(x, [lin.weight.detach().float() for lin in linears], bits, group_size)
+    s, alpha, errors = search_scale(*_stats(x), [lin.weight.detach().float() for lin in linears], bits, group_size)
     assert ALPHAS == tuple(r / 20 for r in range(20))
     assert alpha == ref_ratio
     torch.testing.assert_close(s, ref_s)
@@ -218,15 +223,28 @@ def _tiny_llama(kv_heads):
     model = LlamaForCausalLM(cfg).eval()
     texts = ["In the beginning was the word.", "And the light shineth in darkness; and the darkness "
              "comprehended it not.", "There was a man sent from God, whose name was John."] * 4
-    return model, ptq.calibrate(model, tok, texts)
+    return model, tok, texts, ptq.calibrate(model, tok, texts)
+
+
+def _layer_inputs(model, tok, texts, names):
+    """Every named layer's input tokens, text by text (no padding): what llm-awq's search reads."""
+    seen = {n: [] for n in names}
+    hooks = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: seen[n].append(a[0][0]))
+             for n in names]
+    with torch.no_grad():
+        for t in texts:
+            model(**tok(t, return_tensors="pt"))
+    for h in hooks:
+        h.remove()
+    return {n: torch.cat(v) for n, v in seen.items()}
 
 
 @pytest.mark.parametrize("kv_heads", [2, 4], ids=["grouped-query", "multi-head"])
 def test_awq_on_llama_follows_llm_awq(kv_heads):
     from coursekit.ptq.act_layers import InputScaled
-    from coursekit.ptq.awq import _tokens
-    model, cal = _tiny_llama(kv_heads)
+    model, tok, texts, cal = _tiny_llama(kv_heads)
     original = copy.deepcopy(model)
+    inputs = _layer_inputs(original, tok, texts, [g[0] for g in cal.groups])
     q = ptq.awq(model, cal, 4, None)
     o_projs = [g[0] for g in cal.groups if g[0].endswith("o_proj")]
     # o_proj is skipped exactly where v_proj cannot absorb its division (llm-awq: shapes differ)
@@ -236,9 +254,9 @@ def test_awq_on_llama_follows_llm_awq(kv_heads):
     for group in cal.groups:
         if group[0] in q.awq_skipped:
             continue
-        x = _tokens(cal.inputs[group[0]])
+        x = inputs[group[0]]
         linears = [copy.deepcopy(original.get_submodule(n)) for n in group]
-        _, alpha, _ = search_scale(x, [lin.weight.detach() for lin in linears], 4, None)
+        _, alpha, _ = search_scale(*_stats(x), [lin.weight.detach() for lin in linears], 4, None)
         assert q.awq_alphas[group[0]] == alpha, group
         if len(group) == 1:
             assert search_module_scale(linears[0], linears, x, 4, None)[1] == alpha, group

@@ -61,14 +61,21 @@ def test_error_bounded_and_codes_in_range(bits, symmetric, gran):
     assert ((x - back).abs() <= step / 2 + 1e-5).all()
 
 
-@pytest.mark.parametrize("granularity, kwargs, block_size", [
-    ("per_tensor", {}, (6, 8)), ("per_channel", {"axis": 0}, (1, 8)), ("per_channel", {"axis": -1}, (6, 1)),
-    ("per_group", {"group_size": 4}, (1, 4)),
-])
-def test_block_size_is_torchaos_tuple(granularity, kwargs, block_size):
-    b = quant.Blocking.make((6, 8), granularity, **kwargs)
-    assert b.block_size == block_size
-    assert b.n_blocks * torch.Size(block_size).numel() == 48      # the blocks tile the tensor
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("clipping", ["minmax", "mse"])
+def test_a_group_size_that_does_not_divide_leaves_a_shorter_last_group(symmetric, clipping):
+    """576 inputs in groups of 128: four full groups and one of 64, each quantized on its own."""
+    x = torch.randn(3, 576, generator=torch.Generator().manual_seed(0)) * 3 + 0.5
+    q = quant.quantize(x, 4, symmetric, "per_group", group_size=128, clipping=clipping)
+    assert q.scale.shape == (3, 5) and q.data.shape == x.shape
+    assert q.nbytes == 3 * 576 // 2 + 15 * 4 + (0 if symmetric else 15)
+    for start in range(0, 576, 128):
+        part = x[:, start:start + 128]
+        ref = quant.quantize(part, 4, symmetric, "per_channel", axis=0, clipping=clipping)
+        assert torch.equal(q.data[:, start:start + 128], ref.data), start
+        assert torch.equal(q.scale[:, start // 128], ref.scale[:, 0]), start
+    torch.testing.assert_close(q.dequantize()[:, 512:], quant.quantize(
+        x[:, 512:], 4, symmetric, "per_channel", clipping=clipping).dequantize())
 
 
 def test_number_of_blocks():
@@ -156,7 +163,7 @@ def test_fake_quantize_values_on_grid_and_straight_through_gradient():
     (dict(bits=1), ValueError, "bits"), (dict(bits=9), ValueError, "bits"), (dict(bits=4.0), TypeError, "bits"),
     (dict(granularity="per_row"), ValueError, "granularity"),
     (dict(granularity="per_channel", axis=2), ValueError, "axis"),
-    (dict(granularity="per_group", group_size=5), ValueError, "divisor of the last dimension"),
+    (dict(granularity="per_group", group_size=0), ValueError, "group_size: expected an int >= 1"),
     (dict(granularity="per_group"), ValueError, "group_size"),
     (dict(group_size=4), ValueError, "group_size"),
     (dict(symmetric="yes"), TypeError, "symmetric"),

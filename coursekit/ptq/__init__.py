@@ -1,11 +1,12 @@
 """Post-training quantization beyond round-to-nearest: one short module per method.
 
-    calibrate(model, tokenizer, texts) -> Calibration     calibration.py  inputs of every linear layer
+    calibrate(model, tokenizer, texts) -> Calibration     calibration.py  input statistics of every linear layer
     rtn(model, bits, group_size)                          rtn.py          the baseline
     llm_int8(model, threshold)                            llm_int8.py     outlier channels kept in float
     smoothquant(model, calibration, alpha)                smoothquant.py  outliers moved into the weights, W8A8
     awq(model, calibration, bits, group_size)             awq.py          scale the columns that matter, then RTN
     gptq(model, calibration, bits, group_size)            gptq.py         round column by column, compensate
+                                                          sequential.py   ... block by block, on quantized inputs
 
 Each method changes ``model`` in place and returns it, with its weights in coursekit's own
 quantized layers (``PackedLinear``, ``W8A8Linear``, ``Int8OutlierLinear``), so

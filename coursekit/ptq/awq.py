@@ -10,7 +10,9 @@ much to scale is searched, not derived: with a_j the mean |x_j| over calibration
 
 keeping the alpha whose quantized layers reproduce the calibration outputs best: the mean of
 (X (Q(W * s) / s - W)^T)^2 over the outputs of all the layers that share the input. alpha = 0 is
-plain RTN, so on calibration data AWQ never does worse than RTN. Then every weight is rounded to
+plain RTN, so on calibration data AWQ never does worse than RTN. The mean needs no tokens: for a
+weight error D = Q(W * s) / s - W it is tr(D H D^T) / out_features with H = X^T X / n, which the
+calibration has summed up already, over every calibration token. Then every weight is rounded to
 nearest: the method changes which grid each weight sees, not how it rounds.
 
 What follows mit-han-lab's llm-awq (``auto_scale.py``), and where this module departs from it:
@@ -28,16 +30,15 @@ What follows mit-han-lab's llm-awq (``auto_scale.py``), and where this module de
   held-out perplexity 21.87 with the skip against 22.08 without (RTN 24.06, fp32 13.60).
 * q/k/v and gate/up are scored on their own outputs (this objective), where llm-awq scores the
   output of the whole attention (softmax, o_proj) or MLP block, unquantized but for the group.
-  A block needs each text's tokens in order, which a ``Calibration`` does not keep; the
-  per-layer objective is also the one the lesson derives. The two do not pick the same alpha:
+  A block's output needs the block's own input tokens, which the calibration's statistics do
+  not hold; the per-layer objective is also the one the lesson derives. The two do not pick the same alpha:
   on the course LM's four MLPs, per channel, the block's output picks alpha 0-0.3 at 4 bits where
   the layers' own outputs pick 0.3-0.4, and the per-layer choice leaves a block loss 0-16 % above
   the block's best (2-8 % at 3 bits); on SmolLM2's 30 MLPs at 4 bits, within 5 % in 24 of them,
   12-26 % above in three and 2-3.7 times the best in three.
 * the grid is the one of every method here (the range widened to include 0, ``grid``), where
   llm-awq's spans min..max: the two are equal whenever a group holds both signs;
-* no clipping search (llm-awq's ``auto_clip``), and the search reads at most ``MAX_TOKENS``
-  evenly spaced calibration tokens.
+* no clipping search (llm-awq's ``auto_clip``).
 
 Where no producer can absorb the division at all (BERT's post-LN LayerNorms, the GELU before
 BERT's output.dense) it stays as an ``InputScaled`` wrapper, as llm-awq's ``ScaledActivation`` does
@@ -58,34 +59,34 @@ from .scaling import (check_layers, divide_input, linear_of, replace_linear_in, 
 
 ALPHAS = tuple(i / 20 for i in range(20))
 MIN_SCALE = 1e-4        # llm-awq's floor on a_j ** alpha (a channel that was always 0)
-MAX_TOKENS = 1024       # calibration tokens used in the search (evenly spaced): enough, and fast
 
 
-def _tokens(x: torch.Tensor) -> torch.Tensor:
-    step = max(1, x.shape[0] // MAX_TOKENS)
-    return x[::step][:MAX_TOKENS]
-
-
-def candidate_scales(x: torch.Tensor, alpha: float) -> torch.Tensor:
+def candidate_scales(mean_abs: torch.Tensor, alpha: float) -> torch.Tensor:
     """s = max(mean|x_j| ** alpha, 1e-4), centred so that max(s) * min(s) = 1 (a pure convenience)."""
-    s = x.abs().mean(dim=0).pow(alpha).clamp(min=MIN_SCALE)
+    s = mean_abs.float().pow(alpha).clamp(min=MIN_SCALE)
     return s / (s.max() * s.min()).sqrt()
 
 
+def output_error(d: torch.Tensor, h: torch.Tensor) -> float:
+    """Sum over the calibration tokens' outputs of (x D^T)^2, divided by n: tr(D H D^T)."""
+    return float(((d @ h) * d).sum())
+
+
 @torch.no_grad()
-def search_scale(x: torch.Tensor, weights: list[torch.Tensor], bits: int, group_size: int | None):
+def search_scale(mean_abs: torch.Tensor, h: torch.Tensor, weights: list[torch.Tensor], bits: int,
+                 group_size: int | None):
     """The best s for one input group: returns (s, alpha, errors per alpha).
 
+    ``mean_abs`` and ``h``: the group's input statistics (``Calibration.mean_abs``, ``.hessian``).
     The error of an alpha is the mean squared difference over the outputs of all the group's
     layers (their outputs side by side), so a layer with more outputs weighs more.
     """
-    refs = [x @ w.T for w in weights]
-    n_out = sum(r.numel() for r in refs)
+    n_out = sum(w.shape[0] for w in weights)
+    h = h.float()
     errors, best = [], None
     for alpha in ALPHAS:
-        s = candidate_scales(x, alpha)
-        err = sum(float((x @ (rtn_dequantized(w * s, bits, group_size) / s).T - r).pow(2).sum())
-                  for w, r in zip(weights, refs)) / n_out
+        s = candidate_scales(mean_abs, alpha)
+        err = sum(output_error(rtn_dequantized(w * s, bits, group_size) / s - w, h) for w in weights) / n_out
         errors.append(err)
         if best is None or err < best[0]:
             best = (err, s, alpha)
@@ -112,8 +113,9 @@ def awq(model: nn.Module, calibration: Calibration, bits: int = 4, group_size: i
     groups = searched_groups(model, calibration)
     found = {}
     for group in groups:                             # every search on the original weights ...
-        x = _tokens(calibration.inputs[group[0]])
-        found[group[0]] = search_scale(x, [linear_of(model, n).weight.float() for n in group], bits, group_size)
+        weights = [linear_of(model, n).weight.float() for n in group]
+        found[group[0]] = search_scale(calibration.mean_abs(group[0]), calibration.hessian(group[0]), weights,
+                                       bits, group_size)
     for group in reversed(groups):                   # ... then applied, consumers first: v_proj still
         s, alpha, _ = found[group[0]]                # a Linear when o_proj's division folds into it
         if alpha > 0.0:                              # alpha 0 is plain RTN: nothing to scale

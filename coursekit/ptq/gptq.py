@@ -26,20 +26,24 @@ engineering from the paper:
   weights (the reference's ``--static-groups``).
 
 With H = identity, U is diagonal and nothing propagates: GPTQ is exactly round-to-nearest.
-The paper quantizes block by block, feeding each block the already quantized ones' outputs; here
-every layer's H comes from one pass of the float model (what the calibration records), which
-keeps the whole model at seconds on a CPU.
+By default every layer's H comes from one pass of the float model (what the calibration
+records). ``sequential=True`` does what the paper does: block by block, each block's H from the
+outputs of the blocks before it as already quantized (``sequential.blockwise``).
+A group size that does not divide in_features leaves a shorter last group, as in the reference.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
-from .. import checks
+from .. import checks, quant
 from .calibration import Calibration
 from .grid import check_weight_args, grid, packed_layer
 from .scaling import check_layers, replace_linear_in
+from .sequential import blockwise
 
 BLOCK = 128
 #: Where a group's grid comes from (``gptq_weight``'s ``group_grid``).
@@ -98,11 +102,16 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int
     checks.check_tensor(h, "h", floating=True, ndim=2)
     if h.shape != (w.shape[1], w.shape[1]):
         checks.fail("h", f"a ({w.shape[1]}, {w.shape[1]}) matrix (in_features squared)", f"shape {tuple(h.shape)}")
-    bits, group_size = check_weight_args(bits, group_size, w.shape[1])
+    bits, group_size = check_weight_args(bits, group_size)
     damp = checks.check_number(damp, "damp", 0.0, 1.0)
     block = checks.check_int(block, "block", low=1)
     checks.check_instance(act_order, "act_order", bool, "True or False")
     group_grid = _check_group_grid(group_grid, group_size, act_order)
+    with _one_thread():
+        return _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid)
+
+
+def _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid):
     original = w
     h, w, u = prepare_hessian(h, w.double(), damp)
     perm = torch.argsort(torch.diagonal(h), descending=True) if act_order else torch.arange(w.shape[1])
@@ -113,8 +122,8 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int
     elif group_grid == "static":
         scale, zero = grid(w.float(), bits, group_size)
     else:                                            # filled in as the sweep reaches each group
-        scale = torch.ones(w.shape[0], w.shape[1] // group_size)
-        zero = torch.zeros(w.shape[0], w.shape[1] // group_size)
+        n_groups = -(-w.shape[1] // group_size)
+        scale, zero = torch.ones(w.shape[0], n_groups), torch.zeros(w.shape[0], n_groups)
     # the sweep runs in float32 on W transposed, so that "column i" is a contiguous row
     wt = w[:, perm].T.float().contiguous()
     st, zt = scale.T.contiguous(), zero.T.contiguous()
@@ -123,13 +132,24 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int
     return codes.T[:, torch.argsort(perm)], st.T.float(), zt.T.float()
 
 
+@contextmanager
+def _one_thread():
+    """GPTQ is a chain of small operations (one column at a time): with more threads each one waits
+    for the others to wake up, which made it 10 to 50 times slower on 2 busy cores. It runs on one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
     """The column loop on W^T (in place): codes in sweep order. ``st``/``zt`` (n_groups, out) are
     read, and written where ``group_grid`` ("block_start" or "updated") sets a group's grid."""
     n_in = wt.shape[0]
     diag = torch.diagonal(u).tolist()
-    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    codes = torch.zeros_like(wt)
+    codes = torch.zeros_like(wt, dtype=torch.int8)
     for b0 in range(0, n_in, block):
         b1 = min(b0 + block, n_in)
         start = wt[b0:b1].clone() if group_grid == "block_start" else None   # the reference's W[:, i1:i2]
@@ -140,9 +160,9 @@ def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
                 cols = wt[i:i + gs] if start is None else torch.cat([start[i - b0:], wt[b1:i + gs]])[:gs]
                 sg, zg = grid(cols.T, bits, None)
                 st[g], zt[g] = sg[:, 0], zg[:, 0]
-            q = torch.clamp(torch.round(wt[i] / st[g]) + zt[g], qmin, qmax)
+            q = quant.linear_quantize(wt[i], st[g], zt[g], bits, check=False)
             codes[i] = q
-            err = (wt[i] - (q - zt[g]) * st[g]) / diag[i]
+            err = (wt[i] - quant.linear_dequantize(q, st[g], zt[g], check=False)) / diag[i]
             wt[i + 1:b1].addr_(u[i, i + 1:b1], err, alpha=-1.0)   # the others absorb the error
             errs[i - b0] = err
         wt[b1:] -= u[b0:b1, b1:].T @ errs           # the lazy update: the block's errors at once
@@ -151,28 +171,36 @@ def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
 
 @torch.no_grad()
 def gptq(model: nn.Module, calibration: Calibration, bits: int = 4, group_size: int | None = None,
-         damp: float = 0.01, act_order: bool = False, group_grid: str | None = None) -> nn.Module:
+         damp: float = 0.01, act_order: bool = False, group_grid: str | None = None,
+         sequential: bool = False) -> nn.Module:
     """GPTQ every calibrated linear of ``model`` in place, into PackedLinear layers; returns model.
 
     ``group_size=None``: one grid per output channel; ``damp``: the fraction of mean(diag H) added
     to the diagonal; ``act_order``: round high-activation columns first; ``group_grid``: where a
-    group's grid comes from (see ``gptq_weight``; the default is the reference's). Every layer's
-    arguments are checked before any layer changes.
+    group's grid comes from (see ``gptq_weight``; the default is the reference's);
+    ``sequential``: calibrate each transformer block on the quantized blocks' outputs, as the
+    paper does (runs the calibration texts again, block by block). Every layer's arguments are
+    checked before any layer changes.
     """
     checks.check_instance(model, "model", nn.Module, "a torch.nn.Module")
     checks.check_instance(calibration, "calibration", Calibration, "a Calibration (from ptq.calibrate)")
     checks.check_instance(act_order, "act_order", bool, "True or False")
+    checks.check_instance(sequential, "sequential", bool, "True or False")
     damp = checks.check_number(damp, "damp", 0.0, 1.0)
     bits, group_size = check_layers(model, calibration.names, bits, group_size)
     group_grid = _check_group_grid(group_grid, group_size, act_order)
 
-    def make(name):
-        def quantize(linear):
-            codes, scale, zero = gptq_weight(linear.weight.detach().float(), calibration.hessian(name),
-                                             bits, group_size, damp, act_order, group_grid=group_grid)
-            return packed_layer(codes, scale, zero, bits, group_size, linear.bias)
-        return quantize
+    def quantize_layers(names, stats):
+        for name in names:
+            def make(linear, h=stats[name].hessian()):
+                codes, scale, zero = gptq_weight(linear.weight.detach().float(), h, bits, group_size, damp,
+                                                 act_order, group_grid=group_grid)
+                return packed_layer(codes, scale, zero, bits, group_size, linear.bias)
+            replace_linear_in(model, [name], make)
 
-    for name in calibration.names:
-        replace_linear_in(model, [name], make(name))
+    if sequential:
+        for names, stats in blockwise(model, calibration):
+            quantize_layers(names, stats)
+    else:
+        quantize_layers(calibration.names, calibration.stats)
     return model

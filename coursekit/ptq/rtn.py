@@ -8,17 +8,15 @@ from torch import nn
 from .. import checks
 from ..layers import linear_names
 from .calibration import DEFAULT_EXCLUDE
-from .grid import check_weight_args, expand, grid, packed_layer, round_to_grid
+from .grid import check_weight_args, packed_layer, quantize_weight
 from .scaling import check_layers, replace_linear_in
 
 
 def rtn_layer(linear: nn.Linear, bits: int = 4, group_size: int | None = None):
     """A PackedLinear holding ``linear``'s weight rounded to nearest on the asymmetric grid."""
-    bits, group_size = check_weight_args(bits, group_size, linear.in_features)
-    w = linear.weight.detach().float()
-    scale, zero = grid(w, bits, group_size)
-    codes = round_to_grid(w, expand(scale, w.shape[1]), expand(zero, w.shape[1]), bits)
-    return packed_layer(codes, scale, zero, bits, group_size, linear.bias)
+    bits, group_size = check_weight_args(bits, group_size)
+    q = quantize_weight(linear.weight.detach(), bits, group_size)
+    return packed_layer(q.data, q.scale, q.zero_point, bits, group_size, linear.bias)
 
 
 @torch.no_grad()

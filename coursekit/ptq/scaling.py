@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import checks
 from ..layers import replace_modules
 from .act_layers import InputScaled
 from .grid import check_weight_args
@@ -98,11 +99,11 @@ def scale_columns(model: nn.Module, group: list[str], s: torch.Tensor) -> None:
 
 
 def check_layers(model: nn.Module, names, bits, group_size):
-    """Check the weight arguments against every named layer, so that a method refuses a model
-    before it changes any layer (never half-quantized); returns (bits, group_size)."""
+    """Check the weight arguments, and that every named layer is a linear one, so that a method
+    refuses a model before it changes any layer (never half-quantized); returns (bits, group_size)."""
     bits, group_size = check_weight_args(bits, group_size)
     for name in names:
-        check_weight_args(bits, group_size, linear_of(model, name).in_features)
+        checks.check_instance(linear_of(model, name), f"model.{name}", nn.Linear, "an nn.Linear to quantize")
     return bits, group_size
 
 
