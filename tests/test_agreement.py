@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from coursekit import agreement as agr
+from coursekit.models import agreement as agr
 
 
 def test_tail_mean_averages_the_worst_five_percent():
@@ -43,7 +43,7 @@ def test_the_int8_activation_path_gives_the_same_bits_twice():
     import copy
 
     from coursekit import models, ptq
-    from coursekit.encoder import embed
+    from coursekit.models.encoder import embed
 
     encoder, tok = models.load_encoder()
     sentences = agr.evaluation_sentences()[:64]

@@ -105,7 +105,7 @@ def test_forbid_and_partial_are_checked_in_the_spec():
     [[dotted, module, filename, qualname]] = targets(["coursekit.layers.W8A16Linear.forward"])
     assert (module, qualname) == ("coursekit.layers", "W8A16Linear.forward") and filename.endswith("layers.py")
     # decorated (torch.no_grad): the function's own code, not the decorator's, which others share
-    [[_, _, filename, qualname]] = targets(["coursekit.lm.perplexity"])
+    [[_, _, filename, qualname]] = targets(["coursekit.models.lm.perplexity"])
     assert (Path(filename).name, qualname) == ("lm.py", "perplexity")
 
 

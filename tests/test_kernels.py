@@ -308,7 +308,7 @@ def test_cpu_features_are_bools_with_a_summary():
 
 
 def test_cpu_features_without_proc_cpuinfo_fall_back_to_torch(monkeypatch):
-    monkeypatch.setattr(kernels, "cpu_flags", lambda path="/proc/cpuinfo": None)
+    monkeypatch.setattr(kernels.cpu, "cpu_flags", lambda path="/proc/cpuinfo": None)
     f = kernels.cpu_features.__wrapped__()
     assert f.source.startswith("torch")
     assert f.avx512f == f.capability.startswith("AVX512")

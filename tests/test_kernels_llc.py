@@ -1,7 +1,8 @@
-"""coursekit.kernels.llc_bytes: the size of the last-level cache, and where it was read."""
+"""coursekit.kernels.llc_bytes (kernels/cpu.py): the size of the last-level cache, and where it was read."""
 import subprocess
 
 from coursekit import kernels
+from coursekit.kernels import cpu
 
 
 def _cache(root, *entries):
@@ -26,12 +27,12 @@ def test_an_instruction_cache_never_counts(tmp_path):
 
 def test_without_sysfs_lscpu_answers_per_instance(tmp_path, monkeypatch):
     out = "L1d cache: 65536 (2 instances)\nL2 cache: 2097152 (2 instances)\nL3 cache: 67108864 (2 instances)\n"
-    monkeypatch.setattr(kernels, "_run", lambda *cmd: out if cmd[0] == "lscpu" else "")
+    monkeypatch.setattr(cpu, "_run", lambda *cmd: out if cmd[0] == "lscpu" else "")
     assert kernels.llc_bytes(str(tmp_path / "missing")) == (32 * 2 ** 20, "L3, from lscpu")
 
 
 def test_macos_sysctl_without_l3_gives_l2(tmp_path, monkeypatch):
-    monkeypatch.setattr(kernels, "_run", lambda *cmd: {"hw.l2cachesize": "4194304\n"}.get(cmd[-1], "")
+    monkeypatch.setattr(cpu, "_run", lambda *cmd: {"hw.l2cachesize": "4194304\n"}.get(cmd[-1], "")
                         if cmd[0] == "sysctl" else "")
     assert kernels.llc_bytes(str(tmp_path / "missing")) == (4 * 2 ** 20, "L2, from sysctl")
 

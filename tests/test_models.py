@@ -1,7 +1,7 @@
 """Tests of coursekit.models: the offline encoder, the shipped tiny LM, and the helpers.
 
 They go through the façade, as the notebooks do; the last tests check that it hands out the very
-objects of the modules behind it (coursekit.encoder, lm, corpus, devices, hub, dummy_model)."""
+objects of the modules behind it (coursekit.models.encoder, lm, corpus, devices, hub, dummy_model)."""
 
 import os
 
@@ -244,7 +244,7 @@ def test_device_helpers():
     info = models.device_info()
     assert info.device == dev and info.name and dev.type in str(info)
     cpu = models.device_info("cpu")
-    from coursekit.kernels import cpu_flags
+    from coursekit.kernels.cpu import cpu_flags
     flags = cpu_flags() or set()
     assert cpu.bf16_native == bool(flags & {"avx512_bf16", "amx_bf16"})
     assert cpu.fp16_native == bool(flags & {"avx512_fp16", "amx_fp16"})
@@ -252,11 +252,11 @@ def test_device_helpers():
 
 
 def test_device_info_reads_the_cpu_flags(monkeypatch):
-    from coursekit import kernels
-    monkeypatch.setattr(kernels, "cpu_flags", lambda path="/proc/cpuinfo": {"avx2", "avx512_bf16"})
+    from coursekit.kernels import cpu
+    monkeypatch.setattr(cpu, "cpu_flags", lambda path="/proc/cpuinfo": {"avx2", "avx512_bf16"})
     info = models.device_info("cpu")
     assert info.bf16_native and not info.fp16_native
-    monkeypatch.setattr(kernels, "cpu_flags", lambda path="/proc/cpuinfo": None)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda path="/proc/cpuinfo": None)
     assert "fp16 emulated, bf16 emulated" in models.device_info("cpu").summary
 
 
@@ -270,7 +270,7 @@ def test_model_device_follows_the_weights_and_skips_meta():
 def test_facade_hands_out_the_modules_own_objects():
     # one definition per name: the cached functions must be the very ones, or cache_clear()
     # (scripts/train_lm.py) would clear a copy
-    from coursekit import corpus, devices, dummy_model, encoder, evaluation, hub, lm, smollm2
+    from coursekit.models import corpus, devices, dummy_model, encoder, evaluation, hub, lm, smollm2
     for module in (corpus, devices, dummy_model, encoder, evaluation, hub, lm, smollm2):
         for name in module.__all__:
             if name in models.__all__:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from coursekit import agreement as agr
+from coursekit.models import agreement as agr
 from coursekit import ptq
 from coursekit.layers import PackedLinear
 from coursekit.memory import model_nbytes
@@ -239,18 +239,18 @@ def test_smoothing_scales_formula_and_dead_channels():
 
 @pytest.fixture(scope="module")
 def lm():
-    from coursekit.lm import load_lm
+    from coursekit.models.lm import load_lm
     return load_lm()
 
 
 @pytest.fixture(scope="module")
 def encoder():
-    from coursekit.encoder import load_encoder
+    from coursekit.models.encoder import load_encoder
     return load_encoder()
 
 
 def _lm_texts(n=8):
-    from coursekit.corpus import heldout_text
+    from coursekit.models.corpus import heldout_text
     return heldout_text().splitlines()[:n]
 
 
@@ -294,7 +294,7 @@ def test_smoothing_leaves_the_fp32_lm_unchanged_and_folds_into_norms(lm):
 
 
 def test_smoothing_leaves_the_fp32_encoder_unchanged(encoder):
-    from coursekit.encoder import embed
+    from coursekit.models.encoder import embed
     model, tok = encoder
     sentences = agr.calibration_sentences(16)
     cal = ptq.calibrate(model, tok, sentences)
@@ -340,7 +340,7 @@ def test_methods_store_packed_layers_and_sizes_are_exact(lm):
 
 
 def test_gptq_and_awq_beat_rtn_on_the_encoder_at_3_bits(encoder):
-    from coursekit.encoder import embed
+    from coursekit.models.encoder import embed
     model, tok = encoder
     cal = ptq.calibrate(model, tok, agr.calibration_sentences(64))
     held = agr.evaluation_sentences()[:64]

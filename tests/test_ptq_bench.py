@@ -4,7 +4,7 @@
 def test_ptq_section_lm_part_and_markdown():
     from benchmarks import ptq as bench
     from benchmarks import run
-    from coursekit.lm import load_lm
+    from coursekit.models.lm import load_lm
     r = bench.run(None, load_lm(), max_tokens=256, n_calibration=16)
     methods = [row["method"] for row in r["lm"]]
     assert methods == ["fp32", "int4 RTN", "int4 AWQ", "int4 GPTQ", "int3 RTN", "int3 AWQ", "int3 GPTQ"]

@@ -215,7 +215,7 @@ def test_the_grids_agree_where_a_group_holds_both_signs():
 # --------------------------------------------------------------------------- AWQ on a Llama, as llm-awq runs it
 def _tiny_llama(kv_heads):
     from transformers import LlamaConfig, LlamaForCausalLM
-    from coursekit.lm import load_lm
+    from coursekit.models.lm import load_lm
     _, tok = load_lm()
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=128)

@@ -85,11 +85,24 @@ def test_batches_are_seeded_windows():
         next(qat.batches(torch.arange(10), 2, 16))
 
 
+def test_qat_does_not_import_the_course_models():
+    # the text and the yardstick come in as arguments (notebook 09 passes the course's own)
+    import ast
+    import inspect
+    tree = ast.parse(inspect.getsource(qat))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert "models" not in imported
+
+
 def test_bad_arguments_name_themselves():
     with pytest.raises(ValueError, match="bits: expected an int from 2 to 8, got 1"):
         qat.LearnedScaleLinear(32, 8, bits=1)
     with pytest.raises(ValueError, match="steps: expected an int >= 1, got 0"):
-        qat.qat_finetune(nn.Linear(2, 2), tokenizer=None, steps=0)
+        qat.qat_finetune(nn.Linear(2, 2), tokenizer=None, steps=0, text="", perplexity=models.perplexity)
+    with pytest.raises(TypeError, match="perplexity: expected a function"):
+        qat.qat_finetune(nn.Linear(2, 2), tokenizer=None, text="", perplexity=4.2)
+    with pytest.raises(TypeError, match="text: expected a str"):
+        qat.training_ids(tokenizer=None, text=None)
     with pytest.raises(ValueError, match="bits: expected one of 2, 4, got 8"):     # 8 bits: W8A16Linear
         qat.to_real_quant(qat.to_fake_quant(_toy(), bits=8, exclude=()))
 
@@ -107,7 +120,8 @@ def test_short_qat_run_beats_ptq_at_the_same_precision(lm):
     ppl_ptq = models.perplexity(qat.ptq(copy.deepcopy(model), **grid), tok, max_tokens=tokens)
 
     result = qat.qat_finetune(qat.to_fake_quant(copy.deepcopy(model), **grid), tok, steps=20,
-                              eval_every=20, eval_tokens=tokens, seed=0)
+                              eval_every=20, eval_tokens=tokens, seed=0,
+                              text=models.training_text(), perplexity=models.perplexity)
     # step 0 is the fake-quantized model before training: the same numbers as real PTQ
     assert result.log[0][0] == 0 and result.log[0][1] == pytest.approx(ppl_ptq, rel=1e-4)
     ppl_qat = models.perplexity(qat.to_real_quant(result.model), tok, max_tokens=tokens)

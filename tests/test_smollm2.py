@@ -15,7 +15,8 @@ import time  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from coursekit import models, smollm2  # noqa: E402
+from coursekit import models  # noqa: E402
+from coursekit.models import smollm2  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

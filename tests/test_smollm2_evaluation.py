@@ -13,8 +13,9 @@ import math  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from coursekit import agreement, evaluation, models, smollm2  # noqa: E402
-from coursekit.evaluation import SlicePerplexity  # noqa: E402
+from coursekit import models  # noqa: E402
+from coursekit.models import agreement, evaluation, smollm2  # noqa: E402
+from coursekit.models.evaluation import SlicePerplexity  # noqa: E402
 
 
 needs_wheel = pytest.mark.skipif(

@@ -45,7 +45,7 @@ def _changed_cases():
     ]
 
 
-@exercise(forbid=("coursekit.lm.perplexity",),
+@exercise(forbid=("coursekit.models.lm.perplexity",),
           title="the tensor a cast hurt most", cases=_changed_cases,
           hint=("compare each tensor's change with the size of the tensor itself: a big tensor that moved "
                 "a lot in absolute terms may have been rounded no worse than a small one. The inputs may "

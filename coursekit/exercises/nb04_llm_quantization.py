@@ -34,7 +34,7 @@ def _losses_cases():
     ]
 
 
-@exercise(forbid=("coursekit.lm.perplexity",),
+@exercise(forbid=("coursekit.models.lm.perplexity",),
           title="perplexity from per-token losses", cases=_losses_cases,
           hint=("a per-token loss is already -log p. Perplexity undoes the log once, after averaging: "
                 "average first, exponentiate second. The average runs over every element, whatever the "

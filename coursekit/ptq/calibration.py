@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .. import checks
-from ..devices import model_device
+from ..models.devices import model_device
 from ..layers import linear_names
 
 #: Layers no method touches by default: the LM's output head, and BERT's pooler (unused by embed()).

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import torch
 
-from .checks import check_instance, check_int, fail
+from ..checks import check_instance, check_int, fail
 from .devices import model_device
 from .hub import quiet_transformers
 

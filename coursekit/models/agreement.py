@@ -1,6 +1,6 @@
 """Did quantization change what the encoder says? Agreement with its fp32 self, on 1,024 sentences.
 
-The 24 built-in pairs of `coursekit.encoder` are a quick yardstick; comparing methods that differ
+The 24 built-in pairs of `coursekit.models.encoder` are a quick yardstick; comparing methods that differ
 by a few thousandths needs more sentences, and slices to tell a gain from noise. This module ships:
 
 * ``modern_sentences()``: 4,000 plain English sentences from the Python documentation (PSF
@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import torch
 
-from .checks import check_instance, check_int, fail
+from ..checks import check_instance, check_int, fail
 from .corpus import CORPUS_DIR, training_text
 from .encoder import embed
 

@@ -59,8 +59,8 @@ def device_info(device=None) -> DeviceInfo:
         major, minor = torch.cuda.get_device_capability(idx)
         name = f"{torch.cuda.get_device_name(idx)} (compute capability {major}.{minor})"
         return DeviceInfo(device, name, True, major >= 8)
-    from . import kernels  # the CPU's own flags; None where /proc/cpuinfo is missing
-    flags = kernels.cpu_flags() or set()
+    from ..kernels import cpu  # the CPU's own flags, without the kernels' layers; None without /proc/cpuinfo
+    flags = cpu.cpu_flags() or set()
     return DeviceInfo(device, platform.processor() or platform.machine() or "CPU",
                       fp16_native=bool(flags & {"avx512_fp16", "amx_fp16"}),
                       bf16_native=bool(flags & {"avx512_bf16", "amx_bf16"}))

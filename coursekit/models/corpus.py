@@ -14,8 +14,9 @@ from pathlib import Path
 
 __all__ = ["ASSETS", "CORPUS_DIR", "TRAIN_FILE", "HELDOUT_FILE", "training_text", "heldout_text"]
 
-#: Data shipped inside the package: this corpus and the tiny LM (``coursekit.lm.TINY_LM_DIR``).
-ASSETS = Path(__file__).resolve().parent / "assets"
+#: Data shipped inside the package (``coursekit/assets``, one folder above this one): this corpus and
+#: the tiny LM (``coursekit.models.lm.TINY_LM_DIR``).
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CORPUS_DIR = ASSETS / "corpus"
 TRAIN_FILE = CORPUS_DIR / "kjv_train.txt.gz"
 HELDOUT_FILE = CORPUS_DIR / "kjv_heldout.txt.gz"

@@ -243,7 +243,7 @@ def ensure_cached(say: Callable[[str], None] = print) -> Path:
 def load(dtype=None, device=None, say: Callable[[str], None] = print):
     """SmolLM2-135M-Instruct and its tokenizer, from the cache (converting once if needed).
 
-    Returns ``(model, tokenizer)`` like ``coursekit.lm.load_lm``, which is the function to call:
+    Returns ``(model, tokenizer)`` like ``coursekit.models.lm.load_lm``, which is the function to call:
     ``load_lm("smollm2", dtype=torch.bfloat16)``. Where the cache cannot be written, the model is
     converted in memory (15-20 s each time) and ``say`` explains how to make it fast.
     """
