@@ -17,11 +17,6 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "coursekit"
 MAX_LINES = 450
 
-#: Import cycles that exist today and are being removed elsewhere; each is a sorted pair of modules.
-#: quant <-> mse_clipping: the MSE clipping search moves out of quant's import graph on another
-#: branch. Empty this set when that lands (test_known_cycles_are_still_real says when).
-KNOWN_CYCLES = {("coursekit.mse_clipping", "coursekit.quant")}
-
 #: DESIGN.md, "Public names", as far as they exist in this tree (kvcache and llamacpp are not here yet),
 #: plus every plots.<name> a notebook, widget or test calls.
 PUBLIC_NAMES = {
@@ -158,11 +153,6 @@ def _cycles(graph: dict) -> list:
     return out
 
 
-def _without_known(graph: dict) -> dict:
-    known = {frozenset(pair) for pair in KNOWN_CYCLES}
-    return {a: {b for b in bs if frozenset((a, b)) not in known} for a, bs in graph.items()}
-
-
 # --------------------------------------------------------------------------- the tests
 def test_no_module_is_longer_than_a_sitting():
     long = {name: n for name, path in MODULES.items()
@@ -186,14 +176,8 @@ def test_the_packages_are_packages():
 
 
 def test_no_import_cycles():
-    cycles = _cycles(_without_known(_graph()))
+    cycles = _cycles(_graph())
     assert not cycles, f"import cycles among coursekit modules: {cycles}"
-
-
-def test_known_cycles_are_still_real():
-    graph = _graph()
-    stale = [pair for pair in KNOWN_CYCLES if not any(set(pair) <= set(c) for c in _cycles(graph))]
-    assert not stale, f"no longer a cycle, remove from KNOWN_CYCLES in tests/test_layout.py: {stale}"
 
 
 def test_the_cycle_finder_finds_a_cycle():

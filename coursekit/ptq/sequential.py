@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import checks
-from ..devices import model_device
+from ..models.devices import model_device
 from .calibration import Calibration, Recorder
 
 #: Keyword arguments of a block call that must not be replayed: a cache would grow at every replay.
