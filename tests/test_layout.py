@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "coursekit"
 MAX_LINES = 450
 
-#: DESIGN.md, "Public names", as far as they exist in this tree (kvcache and llamacpp are not here yet),
+#: DESIGN.md, "Public names", as far as they exist in this tree (llamacpp is not here yet),
 #: plus every plots.<name> a notebook, widget or test calls.
 PUBLIC_NAMES = {
     "coursekit.quant": ["quantize", "QTensor", "quantization_error", "fake_quantize"],
@@ -46,6 +46,7 @@ PUBLIC_NAMES = {
     "coursekit.models.corpus": ["ASSETS"],
     "coursekit.models.smollm2": ["MODEL_CARD"],
     "coursekit.models.evaluation": ["SlicePerplexity"],
+    "coursekit.kvcache": ["kv_bytes", "QuantizedKVCache"],
     "coursekit.models.encoder": ["embed"],
 }
 
