@@ -25,14 +25,16 @@ from coursekit import models, plots  # noqa: E402
 
 from . import accuracy, decode, formats, kvcache as kv_bench, latency, notebook_times, sizes, speed  # noqa: E402
 from . import ptq as ptq_bench  # noqa: E402
+from . import smollm2_ptq  # noqa: E402
 
-SECTIONS = ("speed", "memory", "accuracy", "notebooks", "grading", "latency", "decode", "formats", "ptq", "kvcache")
+SECTIONS = ("speed", "memory", "accuracy", "notebooks", "grading", "latency", "decode", "formats", "ptq", "kvcache", "smollm2")
 TITLES = {"speed": "1. Quantizer speed", "memory": "2. Memory", "accuracy": "3. Accuracy",
           "notebooks": "4. Notebook wall times", "grading": "5. Grading throughput",
           "latency": "6. Inference latency", "decode": "7. Decoding: when do int8/int4 weights make it faster?",
           "formats": "8. Number formats: error against bits per weight",
           "ptq": "9. Post-training quantization: SmoothQuant, AWQ, GPTQ against their baselines",
-          "kvcache": "10. KV cache: perplexity through a quantized cache, memory at 4k (SmolLM2)"}
+          "kvcache": "10. KV cache: perplexity through a quantized cache, memory at 4k (SmolLM2)",
+          "smollm2": "11. A real LLM: RTN, AWQ and GPTQ on SmolLM2-135M, with noise floors and the cost of GPTQ"}
 
 
 def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
@@ -85,6 +87,9 @@ def run_section(name: str, quick: bool, cache: dict) -> tuple[dict, str]:
     if name == "kvcache":  # about a minute on 2 quiet cores; quick: 2 slices of 128 tokens
         r = kv_bench.run(n_slices=2, tokens=128) if quick else kv_bench.run()
         return r, kv_bench.to_markdown(r)
+    if name == "smollm2":  # about 4 minutes on 2 quiet cores; quick: 2 slices of 128 tokens, no cost run
+        r = smollm2_ptq.run(n_slices=2, tokens=128, with_cost=False) if quick else smollm2_ptq.run()
+        return r, smollm2_ptq.to_markdown(r)
     raise ValueError(f"unknown section {name!r}; choose from {SECTIONS}")
 
 
