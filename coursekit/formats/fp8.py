@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .scales import divisor
+
 __all__ = ["FP8_DTYPES", "encode_blocks", "decode_blocks"]
 
 FP8_DTYPES = {"fp8_e4m3": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
@@ -23,7 +25,7 @@ def encode_blocks(blocks: torch.Tensor, fmt: str) -> tuple[torch.Tensor, torch.T
     fp8_max = torch.finfo(dtype).max
     blocks = blocks.float()
     amax = blocks.abs().amax(dim=1)
-    scale = torch.where(amax > 0, amax / fp8_max, torch.ones_like(amax))
+    scale = divisor(amax / fp8_max)
     # Clamp before the cast: a value that rounds up past the largest finite one would become nan
     # in E4M3 (it has no inf), and torch's cast does not saturate.
     codes = (blocks / scale.unsqueeze(1)).clamp(-fp8_max, fp8_max).to(dtype)

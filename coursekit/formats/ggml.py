@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .scales import reciprocal
+
 __all__ = ["encode_q8_0", "decode_q8_0", "encode_q4_0", "decode_q4_0", "block_bytes", "from_block_bytes"]
 
 
@@ -41,14 +43,10 @@ def _round_half_away(y: torch.Tensor) -> torch.Tensor:
     return torch.sign(y) * (whole + torch.floor(2 * (a - whole)))
 
 
-def _inverse(d: torch.Tensor) -> torch.Tensor:
-    return torch.where(d == 0, torch.zeros_like(d), 1.0 / torch.where(d == 0, torch.ones_like(d), d))
-
-
 def encode_q8_0(blocks: torch.Tensor):
     blocks = blocks.float()
     d = blocks.abs().amax(dim=1) / 127
-    codes = _round_half_away(blocks * _inverse(d).unsqueeze(1)).to(torch.int8)
+    codes = _round_half_away(blocks * reciprocal(d).unsqueeze(1)).to(torch.int8)
     return codes, d.to(torch.float16)
 
 
@@ -61,7 +59,7 @@ def encode_q4_0(blocks: torch.Tensor):
     where = blocks.abs().argmax(dim=1, keepdim=True)
     signed_max = blocks.gather(1, where).squeeze(1)
     d = signed_max / -8
-    codes = torch.trunc(blocks * _inverse(d).unsqueeze(1) + 8.5).clamp(0, 15).to(torch.uint8)
+    codes = torch.trunc(blocks * reciprocal(d).unsqueeze(1) + 8.5).clamp(0, 15).to(torch.uint8)
     return codes, d.to(torch.float16)
 
 

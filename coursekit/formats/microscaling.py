@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from .scales import divisor
 from .minifloat import E2M1_MAX, e2m1_decode, e2m1_encode, e8m0_decode, e8m0_encode
 
 __all__ = ["encode_fp4", "decode_fp4", "encode_mxfp4", "decode_mxfp4", "encode_nvfp4", "decode_nvfp4",
@@ -36,14 +37,10 @@ E2M1_EMAX = 2           # E2M1's largest value 6 = 1.5 * 2^2: the shared exponen
 _E4M3_MAX = 448.0
 
 
-def _safe(scale: torch.Tensor) -> torch.Tensor:
-    return torch.where(scale > 0, scale, torch.ones_like(scale))
-
-
 def encode_fp4(blocks: torch.Tensor):
     blocks = blocks.float()
     scale = blocks.abs().amax(dim=1) / E2M1_MAX
-    return e2m1_encode(blocks / _safe(scale).unsqueeze(1)), scale
+    return e2m1_encode(blocks / divisor(scale).unsqueeze(1)), scale
 
 
 def decode_fp4(codes, scale):
@@ -77,7 +74,7 @@ def encode_nvfp4(blocks: torch.Tensor):
     tensor_scale = tensor_amax / (E2M1_MAX * _E4M3_MAX) if tensor_amax > 0 else torch.tensor(1.0)
     block_scale = (blocks.abs().amax(dim=1) / E2M1_MAX / tensor_scale).clamp(max=_E4M3_MAX)
     block_scale = block_scale.to(torch.float8_e4m3fn)          # the stored, rounded scale
-    effective = _safe(block_scale.float() * tensor_scale)
+    effective = divisor(block_scale.float() * tensor_scale)
     return e2m1_encode(blocks / effective.unsqueeze(1)), block_scale, tensor_scale.reshape(1).float()
 
 

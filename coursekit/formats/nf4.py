@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from .scales import reciprocal
+
 __all__ = ["NF4_OFFSET", "nf4_levels", "encode_blocks", "decode_blocks"]
 
 NF4_OFFSET = 0.9677083     # 0.5 * ((1 - 1 / (2 * 15)) + (1 - 1 / (2 * 16))), to 7 digits
@@ -46,7 +48,7 @@ def encode_blocks(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     blocks = blocks.float()
     absmax = blocks.abs().amax(dim=1)
-    scaled = (blocks * (1.0 / absmax.clamp(min=1e-38)).unsqueeze(1)).clamp(-1, 1)
+    scaled = (blocks * reciprocal(absmax).unsqueeze(1)).clamp(-1, 1)
     codes = torch.bucketize(scaled, _midpoints())              # ties: the lower bucket
     return codes.to(torch.uint8), absmax
 

@@ -17,24 +17,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checks
+from .. import checks, quant
 
 SCHEMES = ("per_tensor", "per_token")
-QMAX = 127          # symmetric int8: -127..127, so that -x is representable whenever x is
 
 
 def int8_codes(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric int8 codes of x (held in float32): clamp(round(x / scale), -127, 127)."""
-    return torch.clamp(torch.round(x / scale), -QMAX, QMAX)
+    """Symmetric int8 codes of x on ``scale`` (from ``absmax_scale``: within -127..127), by
+    ``quant``'s rounding rule, held in float32 for the matmul."""
+    return quant.linear_quantize(x, scale, 0, 8, check=False).float()
 
 
 def absmax_scale(x: torch.Tensor, dim=None) -> torch.Tensor:
-    """max|x| / 127 (over ``dim``, kept for broadcasting; over everything when None); never 0."""
+    """max|x| / 127 (over ``dim``, kept for broadcasting; over everything when None): ``quant``'s
+    symmetric grid (codes -127..127, so that -x is representable whenever x is; an all-zero row
+    gets the scale 1)."""
     if x.numel() == 0:               # no columns left (LLM.int8() when every channel is an outlier)
         shape = () if dim is None else tuple(1 if d == dim % x.dim() else n for d, n in enumerate(x.shape))
-        return torch.full(shape, 1.0 / QMAX, device=x.device)
-    m = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
-    return torch.clamp(m, min=1e-8) / QMAX
+        return torch.ones(shape, device=x.device)
+    m = (x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)).float()
+    return quant.qparams_from_minmax(-m, m, 8, symmetric=True, check=False)[0]
 
 
 class InputScaled(nn.Module):
