@@ -136,8 +136,9 @@ def plot_error_per_layer(errors: dict, ylabel: str = "relative error of the weig
     ax.set_xlabel("layer (block.name)")
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title or f"Error of each of {len(names)} layers", fontsize=10)
+    # above the axes, in one row: inside, it would hide a layer's points whatever the corner
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(errors), frameon=False)
+    ax.set_title(title or f"Error of each of {len(names)} layers", fontsize=10, pad=24)
     return _done(fig)
 
 
