@@ -57,7 +57,7 @@ def load_lm_bitsandbytes(mode: str = "nf4", name: str | None = None, device=None
     bitsandbytes' stderr chatter is silenced (``quiet_bitsandbytes``).
     """
     checks.check_choice(mode, "mode", BNB_MODES)
-    from . import lm
+    from .models import lm
     config = bnb_config(mode)
     lm.quiet_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -282,3 +282,120 @@ def test_the_stored_pass_line_of_notebook_04(monkeypatch):
     monkeypatch.setattr(exercises, "_REGISTRY", {e.id: e for e in REAL})
     r = evaluate("04.choose_group_size", exercises.get_exercise("04.choose_group_size").reference)
     assert r.message == "✅ 04.choose_group_size (the finest groups a memory budget allows): passed on 9 hidden cases."
+
+
+# --------------------------------------------------------------------------- ask first, explain after
+_OPTION = re.compile(r'^\s*[-*]\s*(`?"[a-z]"`?|\*\*[a-z]\*\*)')
+
+
+def _master_cells(ex: Exercise):
+    """The master's cells before the exercise's check cell, solution bodies removed (a learner copy
+    shows none of them), and the check cell's index; (None, None) where the master has no check."""
+    for path in sorted(NOTEBOOKS.glob(f"{ex.notebook}_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        for k, cell in enumerate(cells):
+            if cell["cell_type"] == "code" and f'check("{ex.id}"' in "".join(cell["source"]):
+                return [(c["cell_type"], _SOLUTION.sub("", "".join(c["source"]))) for c in cells[:k]], k
+    return None, None
+
+
+def _normalized_lines(source: str) -> list[str]:
+    """Code lines without comments, blank lines or whitespace: what a reader would recognise."""
+    lines = (re.sub(r"\s+", "", re.sub(r"#.*$", "", line)) for line in source.splitlines())
+    return [line for line in lines if line]
+
+
+def _body(source: str) -> str:
+    """A function's statements without its def line and docstring (or the source itself)."""
+    source = textwrap.dedent(source)
+    tree = ast.parse(source)
+    body = tree.body[0].body if len(tree.body) == 1 and isinstance(tree.body[0], ast.FunctionDef) else tree.body
+    body = [s for s in body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    return "\n".join(ast.get_source_segment(source, s) for s in body)
+
+
+class _AnyName(ast.NodeTransformer):
+    def visit_Name(self, node):
+        return ast.copy_location(ast.Name(id="_", ctx=node.ctx), node)
+
+
+def _answer_shapes(source: str, min_nodes: int = 15) -> set[str]:
+    """The expressions a reference returns or assigns, of 15 AST nodes or more, with every variable
+    name made the same: `(a.argmax(-1) == b.argmax(-1)).float().mean().item()` is the same answer
+    whatever the tensors are called."""
+    shapes = set()
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return shapes
+    for node in ast.walk(tree):
+        value = getattr(node, "value", None) if isinstance(node, (ast.Return, ast.Assign)) else None
+        if value is not None and sum(1 for _ in ast.walk(value)) >= min_nodes:
+            shapes.add(ast.dump(_AnyName().visit(copy.deepcopy(value)), include_attributes=False))
+    return shapes
+
+
+def _code_shapes(source: str, min_nodes: int = 15) -> set[str]:
+    source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {ast.dump(_AnyName().visit(copy.deepcopy(node)), include_attributes=False)
+            for node in ast.walk(tree) if isinstance(node, ast.expr)
+            and not isinstance(node, (ast.JoinedStr, ast.FormattedValue))
+            and sum(1 for _ in ast.walk(node)) >= min_nodes}
+
+
+def _gives_away(ex: Exercise, cells) -> list[str]:
+    bodies = [_body(inspect.getsource(ex.reference)), _master_solution(ex)]
+    windows = {"\n".join(lines[k:k + 3]) for lines in map(_normalized_lines, filter(None, bodies))
+               for k in range(len(lines) - 2)}
+    shapes = set().union(*(_answer_shapes(b) for b in bodies if b))
+    found = []
+    for k, (kind, source) in enumerate(cells):
+        if kind == "code" and re.search(rf"def {ex.name}\(", source):
+            continue                                   # the exercise's own cell (its body is stubbed)
+        text = "\n".join(_normalized_lines(source))
+        found += [f"cell {k} shows {w!r}" for w in windows if w in text]
+        if kind == "code" and shapes & _code_shapes(source):
+            found.append(f"cell {k} computes the answer's expression")
+    return found
+
+
+def test_the_page_guard_catches_an_answer_shown_before_the_exercise():
+    real = {e.id: e for e in REAL}
+    ex = real["02.top1_agreement"]
+    shown = "same = (logits.argmax(-1) == ref.argmax(-1)).float().mean().item()\nprint(same)"
+    assert _gives_away(ex, [("code", shown)]) and not _gives_away(ex, [("code", "print(logits.argmax(-1))")])
+    three = "bias = 2 ** (exponent_bits - 1) - 1\nsign = -1.0 if (code >> (exponent_bits + mantissa_bits)) & 1 else 1.0\n" \
+            "exponent = (code >> mantissa_bits) & (2 ** exponent_bits - 1)"
+    assert _gives_away(real["12.decode_e2m1"], [("markdown", f"```python\n{three}\n```")])
+
+
+@pytest.mark.parametrize("ex", [e for e in REAL if not e.choices], ids=lambda e: e.id)
+def test_no_cell_before_the_check_gives_the_answer_away(ex):
+    """Ask first, explain after: no cell above an exercise's check (markdown or code, outside the
+    solutions) holds three consecutive lines of the reference's body, or computes its answer's
+    expression under other names."""
+    cells, _ = _master_cells(ex)
+    if cells is None:
+        pytest.skip(f"{ex.id} has no check in a master notebook")
+    assert not _gives_away(ex, cells), f"{ex.id}: {_gives_away(ex, cells)}"
+
+
+@pytest.mark.parametrize("ex", [e for e in REAL if e.choices], ids=lambda e: e.id)
+def test_a_multiple_choice_question_comes_before_its_explanation(ex):
+    """The question follows the evidence (the last code cell above it) directly: what the numbers
+    mean, and so the answer, is written after the check, never between the evidence and the question."""
+    cells, _ = _master_cells(ex)
+    if cells is None:
+        pytest.skip(f"{ex.id} has no check in a master notebook")
+    solution = max(k for k, (kind, src) in enumerate(cells) if kind == "code" and f"def {ex.name}(" in src)
+    evidence = max(k for k, (kind, _) in enumerate(cells[:solution]) if kind == "code")
+    between = [src for kind, src in cells[evidence + 1:solution] if kind == "markdown"]
+    assert len(between) == 1, f"{ex.id}: {len(between)} markdown cells between the evidence and the question"
+    question = between[0].lstrip()
+    assert question.startswith("### Your turn"), \
+        f"{ex.id}: the question must come right after the evidence; found before it: {question[:200]!r}"
+    assert sum(bool(_OPTION.match(line)) for line in question.splitlines()) == len(ex.choices)

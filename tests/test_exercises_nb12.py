@@ -61,3 +61,14 @@ def test_references_agree_with_coursekit_formats():
         assert nb12.mx_shared_exponent(block) == int(F.e8m0_from_amax(block.abs().max().reshape(1)))
     assert nb12.nf4_bits_per_weight(64, False) == F.bits_per_weight("nf4")
     assert round(nb12.nf4_bits_per_weight(64, True), 3) == 4.127          # QLoRA, section 3
+
+
+def test_decode_e2m1_asks_for_the_rule_not_the_printed_table():
+    """The notebook prints all 16 E2M1 codes; the hidden cases also decode FP6 E2M3 and E3M2."""
+    table = dict(enumerate(F.e2m1_decode(torch.arange(16, dtype=torch.uint8)).tolist()))
+    r = evaluate("12.decode_e2m1", lambda code, exponent_bits=2, mantissa_bits=1: table[code % 16])
+    assert r.status == "failed", r.message
+    # OCP MX v1.0, §5.3.2: the largest normals and the smallest subnormals of the FP6 formats
+    assert (nb12.decode_e2m1(31, 3, 2), nb12.decode_e2m1(31, 2, 3)) == (28.0, 7.5)
+    assert (nb12.decode_e2m1(1, 3, 2), nb12.decode_e2m1(1, 2, 3)) == (0.0625, 0.125)
+    assert nb12.decode_e2m1(63, 3, 2) == -28.0

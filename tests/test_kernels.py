@@ -329,3 +329,13 @@ def test_decode_benchmark_runs_small_and_writes_its_prose():
     assert "this run times the cache, not memory" in md       # 2 layers of 256x256 fit in any LLC
     for words in ("**Batch 1", "**Batch 4", "**Verdict.**", "| int4 kernel (g128) |", r["cpu_features"]):
         assert words in md
+
+
+def test_the_stopwatch_times_in_rounds_and_names_a_bad_argument():
+    from coursekit.kernels import interleaved_median_ms, median_ms
+    calls = []
+    ms = interleaved_median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
+    assert calls == ["a", "b", "a", "b", "a", "b"] and set(ms) == {"a", "b"}
+    assert median_ms(lambda: None, repeats=3) >= 0
+    with pytest.raises(ValueError, match="repeats"):
+        interleaved_median_ms({"a": lambda: None}, repeats=0)

@@ -29,7 +29,7 @@ PUBLIC_NAMES = {
     "coursekit.exercises": ["check"],
     "coursekit.cli": ["main"],
     "coursekit.kernels": ["Int8WeightLinear", "Int4WeightLinear", "cpu_features", "llc_bytes",
-                          "INT4_GROUP_SIZES", "ASSUMED_LLC_BYTES"],
+                          "INT4_GROUP_SIZES", "ASSUMED_LLC_BYTES", "interleaved_median_ms", "median_ms"],
     "coursekit.kernels.cpu": ["cpu_features", "cpu_flags", "llc_bytes", "CPUFeatures"],
     "coursekit.ptq": ["calibrate", "gptq", "awq", "smoothquant"],
     "coursekit.formats": ["roundtrip", "encode", "decode", "bits_per_weight", "nf4_levels"],
@@ -37,7 +37,7 @@ PUBLIC_NAMES = {
     "coursekit.qat": ["qat_finetune", "to_fake_quant", "to_learned_scale", "to_real_quant", "ptq"],
     "coursekit.plots": [
         "contrast_ratio", "text_color_on", "error_vs_bits", "plot_bars", "plot_bit_fields", "plot_bit_layout",
-        "plot_error_per_row", "plot_error_vs_bits", "plot_error_vs_bits_per_weight",
+        "plot_error_per_row", "plot_error_per_layer", "plot_error_vs_bits", "plot_error_vs_bits_per_weight",
         "plot_error_vs_granularity", "plot_grids_on_histogram", "plot_heatmaps", "plot_histogram_with_grid",
         "plot_lines", "plot_memory_bars", "plot_memory_traces", "plot_outlier_channels",
         "plot_quantization_error", "plot_roofline", "plot_size_vs_quality", "plot_time_vs_floor"],

@@ -134,3 +134,28 @@ def test_figures_are_headless_figures():
     for fig in (plots.plot_histogram_with_grid(w, quant.quantize(w, bits=3, granularity="per_channel")),
                 plots.plot_error_per_row(w, {"q": quant.quantize(w)})):
         assert isinstance(fig, matplotlib.figure.Figure)
+
+
+def test_error_per_layer_draws_each_variant_at_its_layers():
+    names = ["model.layers.0.self_attn.q_proj", "model.layers.0.mlp.down_proj", "model.layers.1.mlp.up_proj"]
+    errors = {"ours": dict(zip(names, (1e-3, 2e-3, 3e-3))), "theirs": dict(zip(names, (1e-3, 2e-3, 3e-3))),
+              "per tensor": dict(zip(reversed(names), (9e-3, 8e-3, 7e-3)))}
+    fig = plots.plot_error_per_layer(errors, title="three layers")
+    assert isinstance(fig, matplotlib.figure.Figure)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0.q_proj", "0.down_proj", "1.up_proj"]
+    drawn = [torch.tensor(c.get_offsets())[:, 1] for c in ax.collections]
+    assert torch.allclose(drawn[0].double(), torch.tensor([1e-3, 2e-3, 3e-3], dtype=torch.float64))
+    assert torch.equal(drawn[0], drawn[1])                                 # agreeing variants coincide
+    assert torch.allclose(drawn[2].double(), torch.tensor([7e-3, 8e-3, 9e-3], dtype=torch.float64))  # by name
+    assert ax.get_yscale() == "log" and ax.get_title() == "three layers"
+
+
+def test_error_per_layer_names_the_bad_argument():
+    good = {"a": {"x": 0.1}}
+    with pytest.raises(ValueError, match="errors"):
+        plots.plot_error_per_layer({})
+    with pytest.raises(ValueError, match=r"errors\['b'\]"):
+        plots.plot_error_per_layer({**good, "b": {"y": 0.1}})
+    with pytest.raises(ValueError, match=r"errors\['a'\]\['x'\]"):
+        plots.plot_error_per_layer({"a": {"x": float("-1")}})

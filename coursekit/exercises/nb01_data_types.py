@@ -47,7 +47,8 @@ def _bits_cases():
             (5, 4), (-8, 4), (-1, 1), (300, 16), (-300, 16)]
 
 
-@exercise(title="two's complement bits of an integer", cases=_bits_cases,
+@exercise(title="two's complement bits of an integer",
+          forbid=("coursekit.dtypes.int_to_bits", "coursekit.dtypes.value_to_bits"), cases=_bits_cases,
           hint=("which unsigned number stands for a negative value? In two's complement -1 is all ones, "
                 "and a non-negative value is stored as itself. The string must be exactly `bits` "
                 "characters long, leading zeros included.",
@@ -65,7 +66,8 @@ def _decode_cases():
             ("1",), ("0110",), ("1010",), ("1000000000000000",), ("0000000100101100",)]
 
 
-@exercise(title="read a bit string as a signed integer", cases=_decode_cases, atol=0.0, rtol=0.0,
+@exercise(title="read a bit string as a signed integer",
+          forbid=("coursekit.dtypes.bits_to_int", "coursekit.dtypes.decode_int", "coursekit.dtypes.decode"), cases=_decode_cases, atol=0.0, rtol=0.0,
           hint=("in two's complement the first bit weighs negative: in an n-bit string it stands for "
                 "-2^(n-1) instead of +2^(n-1). The length of the string tells you n; it is not always 8.",
                 "read the string as an unsigned number first with int(bitstring, 2); if its first "
@@ -109,7 +111,8 @@ def _fp16_cases():
             (2049.0,), (1e-5,), (1e-8,), (0.0,)]
 
 
-@exercise(title="the value float16 stores", cases=_fp16_cases, atol=0.0, rtol=1e-12,
+@exercise(title="the value float16 stores",
+          forbid=("coursekit.dtypes.float_to_bits", "coursekit.dtypes.value_to_bits"), cases=_fp16_cases, atol=0.0, rtol=1e-12,
           hint=("don't reproduce the rounding by hand: let PyTorch store the number as float16 and read "
                 "back what it kept. Overflow to inf then comes for free.",
                 "make a float64 tensor of x (it holds a Python float exactly, so the cast is the only "

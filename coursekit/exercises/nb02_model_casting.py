@@ -68,7 +68,8 @@ def _cosine_cases():
             (a, a.to(torch.bfloat16)), (torch.tensor([[3.0, 4.0]]), torch.tensor([[4.0, 3.0]]))]
 
 
-@exercise(title="mean cosine similarity of matching rows", cases=_cosine_cases, atol=1e-6, rtol=1e-5,
+@exercise(title="mean cosine similarity of matching rows",
+          forbid=("coursekit.models.agreement.agreement_of",), cases=_cosine_cases, atol=1e-6, rtol=1e-5,
           hint=("compare the rows in pairs: row i of a with row i of b gives one cosine, and the answer "
                 "is the mean of those cosines, not one cosine of the two whole matrices. Work in float32 "
                 "and return a Python float.",

@@ -61,7 +61,8 @@ def _group_cases():
     ]
 
 
-@exercise(title="per-group dequantization through the block view", cases=_group_cases,
+@exercise(title="per-group dequantization through the block view",
+          forbid=("coursekit.quant.linear_dequantize", "coursekit.quant.QTensor.dequantize"), cases=_group_cases,
           hint=("think in blocks: in a 2-D view with one group per row, each row's scale is a single "
                 "number. The codes and the scales list the same groups in the same order once flattened. "
                 "Return float32 values with the codes' shape.",
@@ -122,7 +123,8 @@ def _linear_cases():
     ]
 
 
-@exercise(title="a linear layer with int8 weights and float32 activations", cases=_linear_cases,
+@exercise(title="a linear layer with int8 weights and float32 activations",
+          forbid=("coursekit.layers.W8A16Linear.forward", "coursekit.quant.linear_dequantize"), cases=_linear_cases,
           points=2,
           hint=("dequantize first; after that it is an ordinary linear layer. The weight is "
                 "(out_features, in_features), so x meets it along the input dimension. The bias may be "

@@ -55,7 +55,8 @@ def _codes_cases():
 
 
 @exercise(title="int8 codes of a weight", cases=_codes_cases,
-          forbid=("coursekit.layers.int8_per_channel", "coursekit.quant.linear_quantize"),
+          forbid=("coursekit.layers.int8_per_channel", "coursekit.quant.linear_quantize",
+                  "coursekit.ptq.act_layers.int8_codes"),
           hint=("each row has its own scale, so the 1-D scales must line up with the rows, not the "
                 "columns. After dividing: round to the nearest integer, keep inside int8's range (some "
                 "hidden scales are too small) and only then change the dtype.",

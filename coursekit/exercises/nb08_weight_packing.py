@@ -47,7 +47,8 @@ def _pack_cases():
     ]
 
 
-@exercise(title="pack 2-bit codes four to a byte", cases=_pack_cases,
+@exercise(title="pack 2-bit codes four to a byte",
+          forbid=("coursekit.packing.pack",), cases=_pack_cases,
           hint=("four 2-bit codes fill one byte: the first in the lowest two bits, the next in the two "
                 "above, and so on. Work on all bytes at once: arrange the codes in rows of four, one row "
                 "per byte, after padding the end with zeros.",
@@ -74,7 +75,8 @@ def _unpack_cases():
     ]
 
 
-@exercise(title="unpack 2-bit codes", cases=_unpack_cases,
+@exercise(title="unpack 2-bit codes",
+          forbid=("coursekit.packing.unpack",), cases=_unpack_cases,
           hint=("the inverse of packing: read the four 2-bit fields of each byte, lowest bits first, "
                 "keep them in that order, and drop the padding at the end: only the first n codes are "
                 "real.",
@@ -102,7 +104,8 @@ def _int4_cases():
     ]
 
 
-@exercise(title="unpack signed 4-bit codes", cases=_int4_cases,
+@exercise(title="unpack signed 4-bit codes",
+          forbid=("coursekit.packing.unpack", "coursekit.packing.to_signed"), cases=_int4_cases,
           hint=("each byte holds two codes, the first in its low 4 bits; the stored patterns are unsigned "
                 "(the signed code plus 8), and an odd count leaves a padding code at the end that is not "
                 "part of the answer. The result holds signed int8 codes.",

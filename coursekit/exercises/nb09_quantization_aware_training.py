@@ -48,7 +48,8 @@ def _round_cases():
     ]
 
 
-@exercise(title="rounding with a straight-through gradient", cases=_round_cases,
+@exercise(title="rounding with a straight-through gradient",
+          forbid=("coursekit.qat.ste_round",), cases=_round_cases,
           hint=("you need a tensor whose value is x rounded but whose gradient is that of x itself. "
                 "Autograd treats whatever is inside .detach() as a constant, and adding a constant "
                 "changes a value without changing its gradient.",
@@ -70,7 +71,8 @@ def _grad_cases():
     ]
 
 
-@exercise(title="the gradient that flows through ste_round", cases=_grad_cases,
+@exercise(title="the gradient that flows through ste_round",
+          forbid=("coursekit.qat.ste_round",), cases=_grad_cases,
           hint=("autograd fills in .grad only on a tensor that requires a gradient, and only after "
                 "backward() on a scalar built from it. Which scalar? The loss of the exercise's text, with "
                 "the square, built with your own ste_round, on a copy of x. Expect neither zeros nor upstream.",

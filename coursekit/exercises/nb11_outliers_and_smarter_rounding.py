@@ -25,7 +25,8 @@ def _smoothing_cases():
             (dead_act, dead_w, 0.5), (torch.tensor([4.0]), torch.tensor([1.0]), 0.5)]
 
 
-@exercise(title="SmoothQuant's smoothing scales", cases=_smoothing_cases, points=1,
+@exercise(title="SmoothQuant's smoothing scales",
+          forbid=("coursekit.ptq.smoothquant.smoothing_scales",), cases=_smoothing_cases, points=1,
           hint=("alpha is the share of the difficulty that moves to the weights: alpha=1 must give scales equal "
                 "to the activation maxima, alpha=0 one over the weight maxima. A channel whose activation or "
                 "weight maximum is exactly 0 must get the scale 1, not 0 or inf.",
@@ -57,7 +58,8 @@ def _gptq_cases():
     return cases
 
 
-@exercise(title="one GPTQ column: round it, let the others absorb the error", cases=_gptq_cases, points=2,
+@exercise(title="one GPTQ column: round it, let the others absorb the error",
+          forbid=("coursekit.ptq.gptq.gptq_weight",), cases=_gptq_cases, points=2,
           atol=1e-4, rtol=1e-4,
           hint=("work on a copy of w. Column i must end up on the grid (its dequantized values) and only the "
                 "columns after i change; the columns before i are already final. Divide the rounding error "
@@ -98,7 +100,8 @@ def _absmax_int8(t, dim):
     return torch.clamp(torch.round(t / scale), -127, 127), scale
 
 
-@exercise(title="LLM.int8(): the outlier split of a matmul", cases=_split_cases, points=2, atol=1e-4, rtol=1e-4,
+@exercise(title="LLM.int8(): the outlier split of a matmul",
+          forbid=("coursekit.ptq.llm_int8.outlier_split_matmul", "coursekit.ptq.llm_int8.Int8OutlierLinear.forward"), cases=_split_cases, points=2, atol=1e-4, rtol=1e-4,
           hint=("an input channel is an outlier when |x| exceeds the threshold for *any* token, negative values "
                 "included. The outlier columns of x meet the same columns of w. Two edge cases are hidden: no "
                 "outlier at all (the float part is empty) and only outliers (there is nothing left to quantize).",

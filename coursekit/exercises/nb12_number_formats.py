@@ -13,25 +13,40 @@ from .spec import exercise, seeded
 
 # --------------------------------------------------------------------------- 12.decode_e2m1
 def _e2m1_cases():
-    return [(c,) for c in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)]
+    """All 16 E2M1 codes (the notebook prints them) and codes of FP6's E2M3 and E3M2 (OCP MX v1.0,
+    §5.3.2): the same rule with other field widths, so a lookup table of the 16 values fails."""
+    g = seeded(12)
+    fp4 = [(c,) for c in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)]
+    fp6 = [(c, e, m) for e, m in ((2, 3), (3, 2))
+           for c in [0, 1, 31, 32, 63] + torch.randint(0, 64, (7,), generator=g).tolist()]
+    return fp4 + fp6
 
 
-@exercise(title="decode an FP4 E2M1 code", cases=_e2m1_cases, atol=0.0, rtol=0.0,
-          hint=("split the 4 bits into sign (bit 3), exponent (bits 2-1) and mantissa (bit 0). The exponent "
-                "bias is 1, and an exponent field of 0 is the subnormal case: no hidden 1 there. Check: "
-                "0b0101 is 3.0 and 0b0001 is 0.5; return a float.",
-                "sign = (code >> 3) & 1, e = (code >> 1) & 3, m = code & 1. Normal (e > 0): 2**(e-1) * "
-                "(1 + m/2); subnormal (e == 0): m / 2. Flip the sign if the sign bit is set.",
-                "return (-1.0 if code & 8 else 1.0) * (2.0 ** (e - 1) * (1 + m / 2) if e else m / 2) "
-                "with e = (code >> 1) & 3 and m = code & 1."))
-def decode_e2m1(code):
-    """The value of a 4-bit E2M1 code (an int from 0 to 15)."""
-    sign = -1.0 if (code >> 3) & 1 else 1.0
-    exponent = (code >> 1) & 0b11
-    mantissa = code & 1
-    if exponent == 0:
-        return sign * mantissa / 2
-    return sign * 2.0 ** (exponent - 1) * (1 + mantissa / 2)
+@exercise(title="decode an FP4 E2M1 code (and its FP6 siblings)",
+          forbid=("coursekit.formats.minifloat.e2m1_decode", "coursekit.formats.microscaling.decode_fp4",
+                  "coursekit.formats.decode", "coursekit.dtypes.bits_to_float"),
+          cases=_e2m1_cases, atol=0.0, rtol=0.0,
+          hint=("read the fields from the top: the sign bit, then the exponent field, then the mantissa "
+                "field. The bias depends on the exponent width (1 for E2M1, 3 for E3M2), and an exponent "
+                "field of 0 is the subnormal case: no hidden 1 there. Check: in E2M1 0b0101 is 3.0 and "
+                "0b0001 is 0.5; in E3M2 the largest code, 31, is 28.0. Return a float.",
+                "bias = 2**(exponent_bits-1) - 1; sign bit = (code >> (exponent_bits + mantissa_bits)) & 1; "
+                "e = (code >> mantissa_bits) masked to exponent_bits bits; f = (the low mantissa_bits "
+                "bits) / 2**mantissa_bits. Normal (e > 0): 2**(e - bias) * (1 + f); subnormal (e == 0): "
+                "2**(1 - bias) * f. Flip the sign if the sign bit is set.",
+                "e = (code >> mantissa_bits) & (2**exponent_bits - 1), m = code & (2**mantissa_bits - 1), "
+                "f = m / 2**mantissa_bits; value = 2.0 ** (e - bias) * (1 + f) if e else 2.0 ** (1 - bias) "
+                "* f, negated when the sign bit is set."))
+def decode_e2m1(code, exponent_bits=2, mantissa_bits=1):
+    """The value of a minifloat code (an int): one sign bit, `exponent_bits`, `mantissa_bits`, no inf
+    or nan. The defaults are E2M1 (codes 0 to 15); (3, 2) is FP6 E3M2, (2, 3) FP6 E2M3."""
+    bias = 2 ** (exponent_bits - 1) - 1
+    sign = -1.0 if (code >> (exponent_bits + mantissa_bits)) & 1 else 1.0
+    exponent = (code >> mantissa_bits) & (2 ** exponent_bits - 1)
+    fraction = (code & (2 ** mantissa_bits - 1)) / 2 ** mantissa_bits
+    if exponent == 0:                     # subnormal: no hidden 1
+        return sign * 2.0 ** (1 - bias) * fraction
+    return sign * 2.0 ** (exponent - bias) * (1 + fraction)
 
 
 # --------------------------------------------------------------------------- 12.mx_shared_exponent
@@ -47,7 +62,8 @@ def _mx_cases():
             (torch.tensor([0.5] * 31 + [-0.25]),)]
 
 
-@exercise(title="an MX block's shared exponent (E8M0 byte)", cases=_mx_cases, atol=0.0, rtol=0.0,
+@exercise(title="an MX block's shared exponent (E8M0 byte)",
+          forbid=("coursekit.formats.minifloat.e8m0_from_amax", "coursekit.formats.microscaling.ggml_e8m0", "coursekit.formats.microscaling.encode_mxfp4", "coursekit.formats.encode"), cases=_mx_cases, atol=0.0, rtol=0.0,
           hint=("the scale is a power of two chosen so that the block's largest magnitude lands just where "
                 "E2M1's own largest exponent is (6 = 1.5 * 2^2). Mind the sign of that largest value, the "
                 "bias of E8M0 (127), and the block of zeros (byte 0). Return a Python int.",
@@ -68,7 +84,8 @@ def _nf4_bits_cases():
     return [(64, False), (64, True), (128, False), (32, False), (32, True), (256, True), (1024, False)]
 
 
-@exercise(title="NF4's bits per weight, scales included", cases=_nf4_bits_cases,
+@exercise(title="NF4's bits per weight, scales included",
+          forbid=("coursekit.formats.bits_per_weight", "coursekit.formats.nbytes"), cases=_nf4_bits_cases,
           hint=("count every stored bit of one block, then share it out over the block's weights. "
                 "Without double quantization each block stores one float32 absmax; with it the absmax "
                 "shrinks to 8 bits, and each group of 256 such absmaxes stores one float32 scale of "

@@ -39,12 +39,14 @@ Every layer says which way it computed: ``layer.path`` is the path of the last c
 "fallback: <reason>" (plain dequantize-then-matmul, e.g. on CUDA). Nothing falls back silently.
 
 The modules: ``cpu`` (the CPU's features and last-level cache), ``base`` (what both layers share),
-``int8`` and ``int4`` (one layer each).
+``int8`` and ``int4`` (one layer each), ``timing`` (the stopwatch speed comparisons use: contenders
+timed in interleaved rounds).
 """
 
 from .cpu import ASSUMED_LLC_BYTES, CPUFeatures, cpu_features, cpu_flags, llc_bytes
 from .int4 import INT4_GROUP_SIZES, INT4_ROW_BLOCK, Int4WeightLinear, _unpack_int4
 from .int8 import INT8_K_MULTIPLE, Int8WeightLinear
+from .timing import interleaved_median_ms, median_ms
 
 __all__ = ["Int8WeightLinear", "Int4WeightLinear", "CPUFeatures", "cpu_features", "INT4_GROUP_SIZES",
-           "llc_bytes"]
+           "llc_bytes", "interleaved_median_ms", "median_ms"]

@@ -7,7 +7,7 @@ notebooks call them all as ``plots.<name>``:
 * ``style``: colours, ``contrast_ratio``, ``text_color_on``, the shared heatmap.
 * ``bits``: where the bits of a float type or a format go.
 * ``grids``: a tensor against its quantization grid (error heatmaps, histograms with the grid).
-* ``errors``: error against bits, granularity, rows, bits per weight.
+* ``errors``: error against bits, granularity, rows, layers, bits per weight.
 * ``memory``: bytes per variant, memory while loading.
 * ``tradeoffs``: size against quality.
 * ``speed``: the roofline, measured times against their floor.
@@ -17,8 +17,8 @@ notebooks call them all as ``plots.<name>``:
 
 from .bits import plot_bit_fields, plot_bit_layout
 from .charts import plot_bars, plot_heatmaps, plot_lines
-from .errors import (error_vs_bits, plot_error_per_row, plot_error_vs_bits, plot_error_vs_bits_per_weight,
-                     plot_error_vs_granularity)
+from .errors import (error_vs_bits, plot_error_per_layer, plot_error_per_row, plot_error_vs_bits,
+                     plot_error_vs_bits_per_weight, plot_error_vs_granularity)
 from .grids import plot_grids_on_histogram, plot_histogram_with_grid, plot_quantization_error
 from .memory import plot_memory_bars, plot_memory_traces
 from .outliers import plot_outlier_channels
@@ -28,6 +28,6 @@ from .tradeoffs import plot_size_vs_quality
 
 __all__ = ["COLORS", "contrast_ratio", "text_color_on", "plot_bit_layout", "plot_bit_fields", "plot_lines",
            "plot_bars", "plot_heatmaps", "error_vs_bits", "plot_error_vs_bits", "plot_error_vs_granularity",
-           "plot_error_per_row", "plot_error_vs_bits_per_weight", "plot_quantization_error",
+           "plot_error_per_row", "plot_error_per_layer", "plot_error_vs_bits_per_weight", "plot_quantization_error",
            "plot_histogram_with_grid", "plot_grids_on_histogram", "plot_memory_bars", "plot_memory_traces",
            "plot_outlier_channels", "plot_roofline", "plot_time_vs_floor", "plot_size_vs_quality"]

@@ -11,7 +11,7 @@ from .. import checks, quant
 from .style import COLORS, _done, _as_2d
 
 __all__ = ["error_vs_bits", "plot_error_vs_bits", "plot_error_vs_granularity", "plot_error_per_row",
-           "plot_error_vs_bits_per_weight"]
+           "plot_error_per_layer", "plot_error_vs_bits_per_weight"]
 
 
 def error_vs_bits(x: torch.Tensor, configs: dict, bits=range(2, 9)) -> dict:
@@ -86,6 +86,59 @@ def plot_error_per_row(weight: torch.Tensor, variants: dict, title: str = ""):
     ax.grid(alpha=0.3)
     ax.set_title(title or f"Error per row of a {w.shape[0]} x {w.shape[1]} matrix, one point per row", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
+    return _done(fig)
+
+
+def _short_layer_name(name: str) -> str:
+    """'model.layers.3.mlp.down_proj' -> '3.down_proj': the block's number and the layer's own name."""
+    parts = name.split(".")
+    number = next((p for p in parts if p.isdigit()), None)
+    return f"{number}.{parts[-1]}" if number is not None and parts[-1] != number else name
+
+
+def plot_error_per_layer(errors: dict, ylabel: str = "relative error of the weight", title: str = "",
+                         logy: bool = True):
+    """One point per layer and variant: `errors` is {variant: {layer name: error}}, every variant over
+    the same layers, drawn in the order of the first.
+
+    The first variant is drawn as large open circles and each later one smaller and filled, so two
+    quantizers that agree layer by layer show as dots inside circles, and one that is worse in every
+    layer as a row of points above the others.
+    """
+    checks.check_instance(errors, "errors", dict, "a dict {variant: {layer name: error}}")
+    if not errors:
+        checks.fail("errors", "a non-empty dict {variant: {layer name: error}}", "an empty one")
+    first_label, first = next(iter(errors.items()))
+    checks.check_instance(first, f"errors[{first_label!r}]", dict, "a dict {layer name: error}")
+    names = list(first)
+    if not names:
+        checks.fail(f"errors[{first_label!r}]", "a non-empty dict {layer name: error}", "an empty one")
+    for label, series in errors.items():
+        checks.check_instance(series, f"errors[{label!r}]", dict, "a dict {layer name: error}")
+        if set(series) != set(names):
+            checks.fail(f"errors[{label!r}]", f"the same {len(names)} layers as errors[{first_label!r}]",
+                        f"{len(series)} layers, {len(set(series) ^ set(names))} of them not shared")
+        bad = [n for n in names if not (isinstance(series[n], (int, float)) and series[n] >= 0)]
+        if bad:
+            checks.fail(f"errors[{label!r}][{bad[0]!r}]", "a number >= 0", repr(series[bad[0]]))
+    x = list(range(len(names)))
+    fig, ax = plt.subplots(figsize=(max(7.5, 0.3 * len(names) + 2), 4.2))
+    for k, (label, series) in enumerate(errors.items()):
+        y = [series[n] for n in names]
+        if k == 0:
+            ax.scatter(x, y, s=70, facecolors="none", edgecolors=f"C{k}", linewidths=1.4, label=label, zorder=3)
+        else:
+            ax.scatter(x, y, s=max(8, 26 - 8 * (k - 1)), color=f"C{k}", label=label, zorder=3 + k)
+    ax.set_xticks(x)
+    ax.set_xticklabels([_short_layer_name(n) for n in names], rotation=90, fontsize=7)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel("layer (block.name)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    # above the axes, in one row: inside, it would hide a layer's points whatever the corner
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(errors), frameon=False)
+    ax.set_title(title or f"Error of each of {len(names)} layers", fontsize=10, pad=24)
     return _done(fig)
 
 
