@@ -25,7 +25,8 @@ def fresh_kernel():
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 IDS = ["05.symmetric_scale", "05.symmetric_quantize", "05.fraction_of_range_used", "05.choose_mode",
-       "06.per_channel_scales", "06.per_group_dequantize", "06.percentile_scale", "06.w8a32_linear"]
+       "06.per_channel_scales", "06.per_group_dequantize", "06.percentile_scale", "06.w8a32_linear",
+       "06.bits_per_weight"]
 
 
 # --------------------------------------------------------------------------- every exercise
@@ -178,6 +179,37 @@ def test_w8a32_linear_is_close_to_float32():
     q = quant.quantize(w, bits=8, symmetric=True, granularity="per_channel", axis=0)
     y, y_q = x @ w.T + b, nb06.w8a32_linear(x, q.data, q.scale, b)
     assert ((y_q - y).norm() / y.norm()).item() < 0.02
+
+
+def test_bits_per_weight_wrong_answers():
+    def floor_groups(in_features, bits, group_size):       # forgets the short last group
+        groups = 1 if group_size is None else in_features // group_size
+        return (bits * in_features + groups * 40) / in_features
+
+    def scale_only(in_features, bits, group_size):         # forgets the zero points
+        groups = 1 if group_size is None else -(-in_features // group_size)
+        return (bits * in_features + groups * 32) / in_features
+
+    def per_weight_formula(in_features, bits, group_size):  # bits + 40 / group_size, as if it divided
+        return bits + 40 / (in_features if group_size is None else group_size)
+
+    for wrong in (floor_groups, scale_only, per_weight_formula):
+        assert "expected" in _verdict("06.bits_per_weight", wrong)
+
+
+def test_bits_per_weight_matches_the_stored_layer():
+    """The reference counts what a PackedLinear stores: packed codes, float32 scales, int8 zero points."""
+    from coursekit import memory
+    from coursekit.layers import PackedLinear
+    for in_features, bits, group_size in nb06._bits_per_weight_cases():
+        if bits not in PackedLinear.SUPPORTED_BITS or in_features * bits % 8:
+            continue
+        rows = 8
+        layer = PackedLinear(in_features, rows, bias=False, bits=bits,
+                             group_size=in_features if group_size is None else group_size)
+        measured = 8 * memory.model_nbytes(layer) / (rows * in_features)
+        assert measured == pytest.approx(nb06.bits_per_weight(in_features, bits, group_size))
+    assert nb06.bits_per_weight(576, 4, 128) == pytest.approx((4 * 576 + 5 * 40) / 576)
 
 
 # --------------------------------------------------------------------------- the figure notebook 06 adds

@@ -6,6 +6,8 @@ alone. Hidden cases are built by seeded functions, so every machine sees the sam
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from coursekit import quant
@@ -135,3 +137,31 @@ def w8a32_linear(x, codes, scales, bias):
     weight = codes.float() * scales                      # dequantize: (out, in) * (out, 1)
     y = x @ weight.T
     return y if bias is None else y + bias
+
+
+# --------------------------------------------------------------------------- 06.bits_per_weight
+def _bits_per_weight_cases():
+    return [
+        (576, 4, 128),      # SmolLM2's width: 4 full groups and a short last one of 64, so 5 groups
+        (576, 4, 64),       # 64 divides 576: 9 groups
+        (1536, 4, 128),     # 128 divides 1536: 12 groups
+        (576, 4, None),     # per output channel: one group per row
+        (100, 2, 128),      # a group longer than the row: one (short) group
+        (4096, 8, 32),
+        (130, 4, 32),       # 4 full groups and a last one of 2 weights
+        (1, 4, 32),         # a single weight pays a whole scale and zero point
+    ]
+
+
+@exercise(title="bits per weight of a grouped layout", cases=_bits_per_weight_cases,
+          forbid=("coursekit.quant.quantize", "coursekit.memory.model_nbytes", "coursekit.memory.tensor_nbytes"),
+          hint=("count what one row stores: a code of `bits` for each weight, and for each group a float32 "
+                "scale and an int8 zero point. The trap is the group count when group_size does not divide "
+                "the row (576 in groups of 128): the leftover weights still form a group of their own. "
+                "None means a single group per row.",
+                "groups per row = ceil(in_features / group_size), or 1 for None; bits of a row = bits * "
+                "in_features + groups * (32 + 8); divide by in_features and return a float."))
+def bits_per_weight(in_features, bits, group_size):
+    """Bits per weight of one row: codes, plus a float32 scale and an int8 zero point per group."""
+    groups = 1 if group_size is None else math.ceil(in_features / group_size)
+    return (bits * in_features + groups * (32 + 8)) / in_features
