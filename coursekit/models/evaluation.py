@@ -307,12 +307,11 @@ class Effect:
     slice_deltas: tuple
     better_slices: int
 
-    def summary(self) -> str:
-        """The effect in percent, with its ± and noise floor, and the verdict, at the precision that
-        survives another CPU: whole percents for effects of 10 % or more, tenths below. (``str``
-        also prints perplexities to 2 decimals; through a 2-bit model those move by 0.1 % between
-        kernel sets, which is more than a last printed digit.)"""
-        d = 0 if abs(self.relative) >= 0.1 else 1
+    def summary(self, decimals: int = 0) -> str:
+        """The effect in percent, with its ± and noise floor, and the verdict, to ``decimals`` places:
+        whole percents by default, the precision that survives another CPU (``str`` prints
+        perplexities to 2 decimals; through a 2-bit model those moved by 0.1 % between kernel sets)."""
+        d = check_int(decimals, "decimals", 0, 4)
         verdict = "above the noise floor" if self.clear else "no reliable difference"
         return (f"{self.relative:+.{d}%} ± {self.relative_uncertainty:.{d}%} "
                 f"(noise floor {self.relative_noise:.{d}%}): {verdict}")
