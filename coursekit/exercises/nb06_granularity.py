@@ -154,7 +154,8 @@ def _bits_per_weight_cases():
 
 
 @exercise(title="bits per weight of a grouped layout", cases=_bits_per_weight_cases,
-          forbid=("coursekit.quant.quantize", "coursekit.memory.model_nbytes", "coursekit.memory.tensor_nbytes"),
+          forbid=("coursekit.quant.quantize", "coursekit.memory.model_nbytes", "coursekit.memory.tensor_nbytes",
+                  "coursekit.formats.bits_per_weight"),
           hint=("count what one row stores: a code of `bits` for each weight, and for each group a float32 "
                 "scale and an int8 zero point. The trap is the group count when group_size does not divide "
                 "the row (576 in groups of 128): the leftover weights still form a group of their own. "
