@@ -196,7 +196,16 @@ def _interact(page, server, k: int, cell: dict, dom: dict, problems: Problems, l
             if not target.count():
                 return "skip: no other enabled option"
             label = target.inner_text().strip()
+            handle = target.element_handle()   # the button itself: `target` re-resolves after the click
             target.click()
+            # A click the headless browser lost (the button never turned active) is the harness's
+            # problem, not the widget's: click once more and say so. A button that turned active but
+            # changed no read-out still fails below.
+            try:
+                page.wait_for_function("b => b.classList.contains('mod-active')", arg=handle, timeout=5000)
+            except Exception:
+                handle.click()
+                return f"clicked {label!r}, twice: the first click did not select it"
             return f"clicked {label!r}"
 
         check(f"toggle buttons {name!r}", click_group)
