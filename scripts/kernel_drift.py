@@ -19,8 +19,8 @@ from pathlib import Path
 ROWS = [
     ("native (this CPU)", {}),
     ("AMX off", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}),
-    ("AVX2", {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}),
-    ("SSE (make test-kernels)", {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+    ("AVX2 (make test-kernels)", {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    ("SSE", {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
                                  "ONEDNN_MAX_CPU_ISA": "SSE41"}),
     ("weights x (1 + 1e-7 N)", {"COURSEKIT_PERTURB": "1e-7"}),
     ("weights x (1 + 1e-6 N)", {"COURSEKIT_PERTURB": "1e-6"}),
