@@ -188,6 +188,23 @@ def test_effect_formula():
     assert same.delta == 0 and same.noise == 0 and not same.clear
 
 
+def test_a_fall_is_printed_against_the_floor_on_its_side():
+    """A fall is clear when it passes 1 - exp(-h), below the rise floor exp(h) - 1: the printed
+    floor is the one on the effect's side, so a clear effect never prints smaller than its floor."""
+    base = _scores([3.0, 3.5, 4.0, 3.2])
+    d = [-0.19, -0.17, -0.21, -0.15]
+    other = _scores([b + x for b, x in zip(base.nll, d)])
+    e = models.compare(base, other)
+    half = math.log1p(e.relative_noise)
+    assert e.relative < 0 and e.clear
+    assert e.relative_floor == pytest.approx(-math.expm1(-half)) and e.relative_floor < e.relative_noise
+    assert abs(e.relative) > e.relative_floor
+    assert f"(noise floor {e.relative_floor:.0%})" in e.summary()
+    assert f"above the noise floor ({base.pooled * e.relative_floor:.2f})" in str(e)
+    rise = models.compare(other, base)
+    assert rise.relative_floor == rise.relative_noise
+
+
 def test_compare_bad_input():
     base = _scores([3.0, 3.1, 3.2])
     with pytest.raises(ValueError, match="other: expected scores on the same slices as base"):

@@ -282,7 +282,8 @@ class Effect:
         tells from no change at all (a fall must pass base * (1 - exp(-h))). It is what the text
         alone can do: another draw of the same kind of text would likely move ``delta`` by about
         this much when there is no effect (``reseeded`` measures that directly).
-    relative_noise: the same floor as a fraction, exp(h) - 1.
+    relative_noise: the same floor as a fraction, exp(h) - 1. ``relative_floor`` is the floor on
+        the side of the effect (1 - exp(-h) for a fall), the one ``summary`` and ``str`` print.
     uncertainty: the ± of ``delta``: half the width of its 95 % interval
         [base * (exp(D - h) - 1), base * (exp(D + h) - 1)], i.e. other * sinh(h). Equal to the
         noise floor for small effects; larger for large ones (a doubled perplexity is measured with
@@ -314,13 +315,22 @@ class Effect:
         d = check_int(decimals, "decimals", 0, 4)
         verdict = "above the noise floor" if self.clear else "no reliable difference"
         return (f"{self.relative:+.{d}%} ± {self.relative_uncertainty:.{d}%} "
-                f"(noise floor {self.relative_noise:.{d}%}): {verdict}")
+                f"(noise floor {self.relative_floor:.{d}%}): {verdict}")
+
+    @property
+    def relative_floor(self) -> float:
+        """The noise floor on the side of the effect, as a fraction: a rise must pass exp(h) - 1
+        (``relative_noise``), a fall 1 - exp(-h), which is smaller. What ``summary`` and ``str``
+        print, so that an effect larger than the printed floor is always the one called clear."""
+        if self.relative >= 0:
+            return self.relative_noise
+        return self.relative_noise / (1 + self.relative_noise)
 
     def __str__(self) -> str:
         verdict = "above" if self.clear else "within"
         return (f"{self.base:.2f} -> {self.other:.2f}: {self.delta:+.2f} ± {self.uncertainty:.2f} "
                 f"({self.relative:+.1%} ± {self.relative_uncertainty:.1%}), {verdict} the noise floor "
-                f"({self.noise:.2f})")
+                f"({self.base * self.relative_floor:.2f})")
 
 
 def compare(base: SlicePerplexity, other: SlicePerplexity) -> Effect:

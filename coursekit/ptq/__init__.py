@@ -7,6 +7,7 @@
     awq(model, calibration, bits, group_size)             awq.py          scale the columns that matter, then RTN
     gptq(model, calibration, bits, group_size)            gptq.py         round column by column, compensate
                                                           sequential.py   ... block by block, on quantized inputs
+    sensitivity.sweep(model, tokenizer, slices, quantized)  sensitivity.py  which blocks to keep in float
 
 Each method changes ``model`` in place and returns it, with its weights in coursekit's own
 quantized layers (``PackedLinear``, ``W8A8Linear``, ``Int8OutlierLinear``), so

@@ -73,6 +73,18 @@ def _check_group_grid(group_grid, group_size, act_order):
     return group_grid
 
 
+@contextmanager
+def _one_thread():
+    """GPTQ is a chain of small operations (one column at a time): with more threads each one waits
+    for the others to wake up, which made it 10 to 50 times slower on 2 busy cores. It runs on one."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 @torch.no_grad()
 def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int | None = None,
                 damp: float = 0.01, act_order: bool = False, block: int = BLOCK, group_grid: str | None = None):
@@ -130,18 +142,6 @@ def _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid):
     sweep = group_grid if group_size is not None and group_grid != "static" else None
     codes = _sweep(wt, u.float(), perm, st, zt, bits, group_size or w.shape[1], block, sweep)
     return codes.T[:, torch.argsort(perm)], st.T.float(), zt.T.float()
-
-
-@contextmanager
-def _one_thread():
-    """GPTQ is a chain of small operations (one column at a time): with more threads each one waits
-    for the others to wake up, which made it 10 to 50 times slower on 2 busy cores. It runs on one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
