@@ -470,3 +470,18 @@ def test_llm_int8_counts_the_channels_it_kept_in_float_over_calls():
     assert layer.kept.nonzero().flatten().tolist() == [5, 7]
     layer.reset_kept()
     assert layer.channels_kept == 0
+
+
+def test_gptq_of_layers_sharing_an_input_equals_gptq_of_each_alone():
+    """ptq.gptq sweeps a group's stacked rows at once (they share H): the codes are those of each layer alone."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(12, 6), nn.Linear(12, 5))
+    x = _correlated_inputs(64, 12, seed=6)
+    cal = ptq.Calibration.from_inputs({"0": x, "1": x}, groups=[["0", "1"]])
+    cal.stats["1"] = cal.stats["0"]
+    for group_size in (None, 4):
+        q = ptq.gptq(copy.deepcopy(model), cal, 3, group_size)
+        for i in range(2):
+            codes, scale, zero = gptq_weight(model[i].weight.detach(), x.T @ x / 64, 3, group_size)
+            torch.testing.assert_close(q[i].dequantized_weight(), (codes.float() - _expand(zero, 12)) * _expand(scale, 12),
+                                       rtol=1e-6, atol=1e-6)
