@@ -485,3 +485,21 @@ def test_gptq_of_layers_sharing_an_input_equals_gptq_of_each_alone():
             codes, scale, zero = gptq_weight(model[i].weight.detach(), x.T @ x / 64, 3, group_size)
             torch.testing.assert_close(q[i].dequantized_weight(), (codes.float() - _expand(zero, 12)) * _expand(scale, 12),
                                        rtol=1e-6, atol=1e-6)
+
+
+def test_awq_alphas_sets_the_search_grid():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(16, 8))
+    x = _correlated_inputs(128, 16, seed=8)
+    x[:, 2] *= 20
+    cal = ptq.Calibration.from_inputs({"0": x})
+    only_zero = ptq.awq(copy.deepcopy(model), cal, 3, None, alphas=(0.0,))     # alpha 0 is RTN
+    rtn = ptq.rtn(copy.deepcopy(model), 3, None)
+    torch.testing.assert_close(only_zero[0].dequantized_weight(), rtn[0].dequantized_weight())
+    assert only_zero.awq_alphas == {"0": 0.0}
+    assert ptq.awq(copy.deepcopy(model), cal, 3, None, alphas=(0.0, 0.5)).awq_alphas["0"] in (0.0, 0.5)
+    with pytest.raises(TypeError, match="alphas"):
+        ptq.awq(copy.deepcopy(model), cal, 3, None, alphas=())
+    with pytest.raises(ValueError, match="alphas"):
+        ptq.awq(model, cal, 3, None, alphas=(0.5, 1.5))
+    assert isinstance(model[0], nn.Linear)
