@@ -124,9 +124,9 @@ def outlier_split_matmul(x, w, threshold):
 @exercise(title="which change does the work?", choices=("a", "b", "c", "d"),
           hint=("read the controls one line at a time: each changes one thing and says whether its effect "
                 "clears the noise floor. Look for the one clear gain that is far larger than the others.",
-                "computing the scale at run time and keeping the outlier channels in float both show no reliable "
-                "difference from the line before them; a weight scale per row wins a few percent; one change "
-                "takes the damage from more than doubling the perplexity to about a tenth.",
+                "computing the scale at run time helps far less than one other change; keeping the outlier "
+                "channels in float shows no reliable difference; a weight scale per row is worth a few percent at "
+                "most; one change takes the damage from about doubling the perplexity to under a tenth.",
                 "one activation scale per token: the first token's huge values get a scale of their own, and "
                 "every other token keeps a fine grid. The answer is the statement about tokens."))
 def which_change_matters():
