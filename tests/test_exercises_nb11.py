@@ -20,7 +20,8 @@ NB11 = exercises_in(nb11)
 
 
 def test_registered():
-    assert [e.id for e in NB11] == ["11.smoothing_scales", "11.gptq_column_update", "11.outlier_split_matmul"]
+    assert [e.id for e in NB11] == ["11.smoothing_scales", "11.gptq_column_update", "11.outlier_split_matmul",
+                                    "11.which_change_matters"]
     assert {e.id for e in list_exercises("11")} == {e.id for e in NB11}
 
 
@@ -70,6 +71,13 @@ WRONG = {
 def test_plausible_mistake_fails(exercise_id, wrong):
     r = evaluate(exercise_id, wrong)
     assert r.status in ("failed", "error"), r.message
+
+
+def test_which_change_matters_never_reveals_the_answer():
+    for wrong in ("a", "c", "d"):
+        r = evaluate("11.which_change_matters", lambda w=wrong: w)
+        assert r.status == "failed" and "'b'" not in r.message, r.message
+    assert evaluate("11.which_change_matters", "b").passed
 
 
 def test_hints_are_progressive():

@@ -398,3 +398,108 @@ def test_sequential_gptq_quantizes_every_layer_and_needs_texts(lm):
     by_hand = ptq.Calibration.from_inputs({"model.layers.0.self_attn.q_proj": torch.randn(8, 256)})
     with pytest.raises(ValueError, match="^calibration: expected a Calibration from ptq.calibrate"):
         ptq.gptq(copy.deepcopy(model), by_hand, 4, 64, sequential=True)
+
+
+# --------------------------------------------------------------------------- W8A8 controls
+def _w8a8_layer(**kw):
+    torch.manual_seed(2)
+    lin = nn.Linear(16, 6)
+    x = torch.randn(2, 5, 16)
+    x[1, :, 3] = 40.0                                   # sequence 1 has an outlier channel
+    return lin, x, W8A8Linear.from_linear(lin, x.abs().amax(dim=(0, 1)), **kw)
+
+
+def test_w8a8_schemes_are_presets_of_the_two_choices():
+    for scheme, acts, weights in (("per_tensor", "static", "per_tensor"), ("per_token", "per_token", "per_channel")):
+        _, _, layer = _w8a8_layer(scheme=scheme)
+        assert (layer.activations, layer.weights, layer.scheme) == (acts, weights, scheme)
+    _, _, layer = _w8a8_layer(scheme="per_token", weights="per_tensor")   # one thing changed
+    assert (layer.activations, layer.weights, layer.scheme) == ("per_token", "per_tensor", "per_token/per_tensor")
+    assert layer.weight_scale.numel() == 1
+
+
+def test_w8a8_per_token_activations_with_per_tensor_weights():
+    lin, x, layer = _w8a8_layer(activations="per_token")
+    w_scale = lin.weight.abs().max() / 127
+    wq = torch.round(lin.weight / w_scale)
+    x_scale = x.abs().amax(dim=-1, keepdim=True) / 127
+    expected = (torch.round(x / x_scale) @ wq.T) * x_scale * w_scale + lin.bias
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_w8a8_dynamic_scale_is_one_per_sequence_and_equals_static_on_its_own_input():
+    lin, x, layer = _w8a8_layer(activations="dynamic")
+    with torch.no_grad():
+        both = layer(x)
+        for i in range(2):                                       # batching changes nothing
+            torch.testing.assert_close(both[i], layer(x[i:i + 1])[0], rtol=0, atol=0)
+            static = W8A8Linear.from_linear(lin, x[i].abs().amax(dim=0))
+            torch.testing.assert_close(both[i], static(x[i]), rtol=1e-6, atol=1e-6)
+        assert not torch.equal(layer(x[0]), W8A8Linear.from_linear(lin, x.abs().amax(dim=(0, 1)))(x[0]))
+
+
+def test_w8a8_controls_through_the_model_function_and_bad_names():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(8, 4))
+    cal = ptq.Calibration.from_inputs({"0": torch.randn(32, 8)})
+    q = ptq.w8a8(copy.deepcopy(model), cal, activations="dynamic")
+    assert (q[0].activations, q[0].weights) == ("dynamic", "per_tensor")
+    q = ptq.smoothquant(copy.deepcopy(model), cal, 0.5, "per_token", weights="per_tensor")
+    assert (q[0].activations, q[0].weights) == ("per_token", "per_tensor")
+    with pytest.raises(ValueError, match="activations"):
+        ptq.w8a8(copy.deepcopy(model), cal, activations="per_row")
+    with pytest.raises(ValueError, match="weights"):
+        ptq.smoothquant(model, cal, 0.5, weights="per_group")
+    assert isinstance(model[0], nn.Linear)                       # the failed call changed nothing
+    with pytest.raises(ValueError, match="act_absmax"):
+        W8A8Linear.from_linear(nn.Linear(8, 4), activations="static")
+    W8A8Linear.from_linear(nn.Linear(8, 4), activations="dynamic")   # run-time scales need no calibration
+
+
+def test_llm_int8_counts_the_channels_it_kept_in_float_over_calls():
+    torch.manual_seed(4)
+    layer = ptq.Int8OutlierLinear(nn.Linear(16, 4))
+    x = torch.randn(3, 16).clamp(-2, 2)
+    x[0, 5] = 9.0
+    layer(x)
+    x2 = torch.randn(3, 16).clamp(-2, 2)
+    x2[1, 7] = -8.0
+    layer(x2)
+    assert layer.last_outliers == 1 and layer.channels_kept == 2
+    assert layer.kept.nonzero().flatten().tolist() == [5, 7]
+    layer.reset_kept()
+    assert layer.channels_kept == 0
+
+
+def test_gptq_of_layers_sharing_an_input_equals_gptq_of_each_alone():
+    """ptq.gptq sweeps a group's stacked rows at once (they share H): the codes are those of each layer alone."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(12, 6), nn.Linear(12, 5))
+    x = _correlated_inputs(64, 12, seed=6)
+    cal = ptq.Calibration.from_inputs({"0": x, "1": x}, groups=[["0", "1"]])
+    cal.stats["1"] = cal.stats["0"]
+    for group_size in (None, 4):
+        q = ptq.gptq(copy.deepcopy(model), cal, 3, group_size)
+        for i in range(2):
+            codes, scale, zero = gptq_weight(model[i].weight.detach(), x.T @ x / 64, 3, group_size)
+            torch.testing.assert_close(q[i].dequantized_weight(), (codes.float() - _expand(zero, 12)) * _expand(scale, 12),
+                                       rtol=1e-6, atol=1e-6)
+
+
+def test_awq_alphas_sets_the_search_grid():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Linear(16, 8))
+    x = _correlated_inputs(128, 16, seed=8)
+    x[:, 2] *= 20
+    cal = ptq.Calibration.from_inputs({"0": x})
+    only_zero = ptq.awq(copy.deepcopy(model), cal, 3, None, alphas=(0.0,))     # alpha 0 is RTN
+    rtn = ptq.rtn(copy.deepcopy(model), 3, None)
+    torch.testing.assert_close(only_zero[0].dequantized_weight(), rtn[0].dequantized_weight())
+    assert only_zero.awq_alphas == {"0": 0.0}
+    assert ptq.awq(copy.deepcopy(model), cal, 3, None, alphas=(0.0, 0.5)).awq_alphas["0"] in (0.0, 0.5)
+    with pytest.raises(TypeError, match="alphas"):
+        ptq.awq(copy.deepcopy(model), cal, 3, None, alphas=())
+    with pytest.raises(ValueError, match="alphas"):
+        ptq.awq(model, cal, 3, None, alphas=(0.5, 1.5))
+    assert isinstance(model[0], nn.Linear)

@@ -118,3 +118,17 @@ def outlier_split_matmul(x, w, threshold):
     xq, sx = _absmax_int8(x[:, ~mask], 1)
     wq, sw = _absmax_int8(w[:, ~mask], 1)
     return high + (xq @ wq.T) * sx * sw.T
+
+
+# --------------------------------------------------------------------------- 11.which_change_matters
+@exercise(title="which change does the work?", choices=("a", "b", "c", "d"),
+          hint=("read the controls one line at a time: each changes one thing and says whether its effect "
+                "clears the noise floor. Look for the one clear gain that is far larger than the others.",
+                "computing the scale at run time helps far less than one other change; keeping the outlier "
+                "channels in float shows no reliable difference; a weight scale per row is worth a few percent at "
+                "most; one change takes the damage from about doubling the perplexity to under a tenth.",
+                "one activation scale per token: the first token's huge values get a scale of their own, and "
+                "every other token keeps a fine grid. The answer is the statement about tokens."))
+def which_change_matters():
+    """The letter of the statement the notebook's controls support: per-token activation scales."""
+    return "b"

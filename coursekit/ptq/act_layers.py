@@ -1,11 +1,15 @@
 """Layers that quantize activations too (W8A8), and the input divisor that smoothing leaves behind.
 
-* ``W8A8Linear``: int8 weights and int8 activations. ``scheme="per_tensor"``: one weight scale for
-  the whole matrix and one *static* activation scale, calibrated (the max |x| seen), as a fixed
-  integer pipeline would use; ``scheme="per_token"``: one weight scale per output row and one
-  activation scale per token, computed on the fly. The matmul runs on the integer codes (held in
-  float32: every product and partial sum is an integer, so this is what an int8 kernel computes
-  up to float32's 24-bit mantissa) and the two scales multiply the result.
+* ``W8A8Linear``: int8 weights and int8 activations. Two independent choices say where the scales
+  come from. ``activations``: ``"static"``, one scale fixed from calibration (the max |x| seen), as
+  a fixed integer pipeline uses; ``"dynamic"``, one scale per sequence computed at run time from
+  its own max |x|; ``"per_token"``, one scale per token, at run time. ``weights``: one scale for
+  the whole matrix (``"per_tensor"``) or one per output row (``"per_channel"``). ``scheme`` names
+  the two classic pipelines: ``"per_tensor"`` (static, per-tensor weights) and ``"per_token"``
+  (per-token, per-channel weights); the other combinations are the controls that change one
+  thing at a time. The matmul runs on the integer codes (held in float32: every product and
+  partial sum is an integer, so this is what an int8 kernel computes up to float32's 24-bit
+  mantissa) and the two scales multiply the result.
 * ``InputScaled``: ``inner(x / scale)``. SmoothQuant and AWQ divide a layer's input by a per-channel
   vector; where no preceding operation can absorb the division (see ``scaling``), it stays here,
   a vector of ``in_features`` floats that a real kernel fuses into the activation quantization.
@@ -19,7 +23,20 @@ from torch import nn
 
 from .. import checks, quant
 
-SCHEMES = ("per_tensor", "per_token")
+#: Where the activation scale comes from, and the weight scale's granularity.
+ACTIVATIONS = ("static", "dynamic", "per_token")
+WEIGHTS = ("per_tensor", "per_channel")
+#: The two classic pipelines by name: scheme -> (activations, weights).
+SCHEMES = {"per_tensor": ("static", "per_tensor"), "per_token": ("per_token", "per_channel")}
+
+
+def resolve_scheme(scheme: str = "per_tensor", activations: str | None = None,
+                   weights: str | None = None) -> tuple[str, str]:
+    """(activations, weights): those of ``scheme``, each replaced by the argument when given."""
+    default_acts, default_weights = SCHEMES[checks.check_choice(scheme, "scheme", SCHEMES)]
+    acts = default_acts if activations is None else checks.check_choice(activations, "activations", ACTIVATIONS)
+    weights = default_weights if weights is None else checks.check_choice(weights, "weights", WEIGHTS)
+    return acts, weights
 
 
 def int8_codes(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -53,12 +70,14 @@ class InputScaled(nn.Module):
 
 class W8A8Linear(nn.Module):
     """int8 weights x int8 activations. Buffers: ``int8_weight`` (out, in), ``weight_scale``
-    (1 or out entries), ``act_scale`` (the static per-tensor activation scale; unused per token),
-    ``bias``."""
+    (1 or out entries), ``act_scale`` (the static activation scale; unused by the run-time
+    schemes), ``bias``. ``activations`` and ``weights``: see the module's docstring."""
 
-    def __init__(self, int8_weight, weight_scale, act_scale, bias, scheme: str):
+    def __init__(self, int8_weight, weight_scale, act_scale, bias, activations: str = "static",
+                 weights: str = "per_tensor"):
         super().__init__()
-        self.scheme = checks.check_choice(scheme, "scheme", SCHEMES)
+        self.activations = checks.check_choice(activations, "activations", ACTIVATIONS)
+        self.weights = checks.check_choice(weights, "weights", WEIGHTS)
         self.register_buffer("int8_weight", int8_weight.to(torch.int8))
         self.register_buffer("weight_scale", weight_scale.float().reshape(-1))
         self.register_buffer("act_scale", act_scale.float().reshape(1))
@@ -66,25 +85,45 @@ class W8A8Linear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, act_absmax: torch.Tensor | None = None,
-                    scheme: str = "per_tensor") -> "W8A8Linear":
+                    scheme: str = "per_tensor", activations: str | None = None,
+                    weights: str | None = None) -> "W8A8Linear":
         """Quantize ``linear``; ``act_absmax`` (max |x| per input channel, from calibration) sets
-        the static activation scale of the per-tensor scheme."""
+        the static activation scale. ``activations``/``weights`` override the scheme's."""
         checks.check_instance(linear, "linear", nn.Linear, "a torch.nn.Linear")
-        scheme = checks.check_choice(scheme, "scheme", SCHEMES)
+        acts, weights = resolve_scheme(scheme, activations, weights)
         w = linear.weight.detach().float()
-        if scheme == "per_tensor":
+        w_scale = absmax_scale(w) if weights == "per_tensor" else absmax_scale(w, dim=1)
+        if acts == "static":
             if act_absmax is None:
-                checks.fail("act_absmax", "calibrated max |x| per input channel (per_tensor is static)", None)
-            w_scale, a_scale = absmax_scale(w), absmax_scale(act_absmax)
+                checks.fail("act_absmax", "calibrated max |x| per input channel (static activations)", None)
+            a_scale = absmax_scale(act_absmax)
         else:
-            w_scale, a_scale = absmax_scale(w, dim=1), torch.ones(1)
-        return cls(int8_codes(w, w_scale), w_scale, a_scale, linear.bias, scheme)
+            a_scale = torch.ones(1)
+        return cls(int8_codes(w, w_scale), w_scale, a_scale, linear.bias, acts, weights)
+
+    @property
+    def scheme(self) -> str:
+        """The classic pipeline's name, or "activations/weights" for a control."""
+        names = {v: k for k, v in SCHEMES.items()}
+        return names.get((self.activations, self.weights), f"{self.activations}/{self.weights}")
+
+    def activation_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The scale x is rounded on: calibrated, per sequence (all but the last two dims kept;
+        the whole tensor when x is 2-D), or per token."""
+        if self.activations == "static":
+            return self.act_scale
+        if self.activations == "per_token":
+            return absmax_scale(x, dim=-1)
+        if x.dim() <= 2:
+            return absmax_scale(x)
+        return absmax_scale(x.flatten(-2), dim=-1).unsqueeze(-1)
 
     def forward(self, x):
-        a_scale = self.act_scale if self.scheme == "per_tensor" else absmax_scale(x, dim=-1)
+        a_scale = self.activation_scale(x)
         y = F.linear(int8_codes(x.float(), a_scale), self.int8_weight.float())
         y = y * a_scale * self.weight_scale
         return (y if self.bias is None else y + self.bias).to(x.dtype)
 
     def extra_repr(self):
-        return f"in={self.int8_weight.shape[1]}, out={self.int8_weight.shape[0]}, scheme={self.scheme}"
+        return (f"in={self.int8_weight.shape[1]}, out={self.int8_weight.shape[0]}, "
+                f"activations={self.activations}, weights={self.weights}")

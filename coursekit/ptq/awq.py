@@ -74,17 +74,18 @@ def output_error(d: torch.Tensor, h: torch.Tensor) -> float:
 
 @torch.no_grad()
 def search_scale(mean_abs: torch.Tensor, h: torch.Tensor, weights: list[torch.Tensor], bits: int,
-                 group_size: int | None):
+                 group_size: int | None, alphas=ALPHAS):
     """The best s for one input group: returns (s, alpha, errors per alpha).
 
     ``mean_abs`` and ``h``: the group's input statistics (``Calibration.mean_abs``, ``.hessian``).
     The error of an alpha is the mean squared difference over the outputs of all the group's
-    layers (their outputs side by side), so a layer with more outputs weighs more.
+    layers (their outputs side by side), so a layer with more outputs weighs more. Each candidate
+    in ``alphas`` costs one (out x in) @ (in x in) product per layer: the search is AWQ's cost.
     """
     n_out = sum(w.shape[0] for w in weights)
     h = h.float()
     errors, best = [], None
-    for alpha in ALPHAS:
+    for alpha in alphas:
         s = candidate_scales(mean_abs, alpha)
         err = sum(output_error(rtn_dequantized(w * s, bits, group_size) / s - w, h) for w in weights) / n_out
         errors.append(err)
@@ -99,10 +100,12 @@ def searched_groups(model: nn.Module, calibration: Calibration) -> list[list[str
 
 
 @torch.no_grad()
-def awq(model: nn.Module, calibration: Calibration, bits: int = 4, group_size: int | None = 128) -> nn.Module:
+def awq(model: nn.Module, calibration: Calibration, bits: int = 4, group_size: int | None = 128,
+        alphas=ALPHAS) -> nn.Module:
     """Search per-channel scales on ``calibration``, then round to nearest (in place); returns model.
 
-    ``group_size=None`` quantizes per output channel. The chosen alpha of each scaled input group
+    ``group_size=None`` quantizes per output channel. ``alphas``: the exponents tried (default
+    0, 0.05, ..., 0.95, as llm-awq's grid of 20; fewer cost proportionally less time). The chosen alpha of each scaled input group
     is kept in ``model.awq_alphas`` (name of the group's first layer -> alpha); the groups left
     alone (o_proj under grouped-query attention) are listed in ``model.awq_skipped``.
     """
@@ -110,12 +113,15 @@ def awq(model: nn.Module, calibration: Calibration, bits: int = 4, group_size: i
     checks.check_instance(calibration, "calibration", Calibration, "a Calibration (from ptq.calibrate)")
     names = [n for g in calibration.groups for n in g]
     bits, group_size = check_layers(model, names, bits, group_size)     # all of them before changing any
+    if isinstance(alphas, (str, bytes)) or not hasattr(alphas, "__len__") or len(alphas) == 0:
+        checks.fail("alphas", "a non-empty sequence of exponents in [0, 1]", repr(alphas), TypeError)
+    alphas = tuple(checks.check_number(a, "alphas", 0.0, 1.0) for a in alphas)
     groups = searched_groups(model, calibration)
     found = {}
     for group in groups:                             # every search on the original weights ...
         weights = [linear_of(model, n).weight.float() for n in group]
         found[group[0]] = search_scale(calibration.mean_abs(group[0]), calibration.hessian(group[0]), weights,
-                                       bits, group_size)
+                                       bits, group_size, alphas)
     for group in reversed(groups):                   # ... then applied, consumers first: v_proj still
         s, alpha, _ = found[group[0]]                # a Linear when o_proj's division folds into it
         if alpha > 0.0:                              # alpha 0 is plain RTN: nothing to scale

@@ -42,7 +42,7 @@ from torch import nn
 from .. import checks, quant
 from .calibration import Calibration
 from .grid import check_weight_args, grid, packed_layer
-from .scaling import check_layers, replace_linear_in
+from .scaling import check_layers, linear_of, replace_linear_in
 from .sequential import blockwise
 
 BLOCK = 128
@@ -191,12 +191,19 @@ def gptq(model: nn.Module, calibration: Calibration, bits: int = 4, group_size: 
     group_grid = _check_group_grid(group_grid, group_size, act_order)
 
     def quantize_layers(names, stats):
-        for name in names:
-            def make(linear, h=stats[name].hessian()):
-                codes, scale, zero = gptq_weight(linear.weight.detach().float(), h, bits, group_size, damp,
-                                                 act_order, group_grid=group_grid)
-                return packed_layer(codes, scale, zero, bits, group_size, linear.bias)
-            replace_linear_in(model, [name], make)
+        # Layers that read the same input (query/key/value, gate/up) share H, and GPTQ treats every
+        # output row alone: their stacked rows go through one sweep, the same codes in fewer steps.
+        wanted = set(names)
+        for group in [[n for n in g if n in wanted] for g in calibration.groups]:
+            if not group:
+                continue
+            weights = [linear_of(model, n).weight.detach().float() for n in group]
+            codes, scale, zero = gptq_weight(torch.cat(weights), stats[group[0]].hessian(), bits, group_size,
+                                             damp, act_order, group_grid=group_grid)
+            rows = [w.shape[0] for w in weights]
+            for name, c, s, z in zip(group, codes.split(rows), scale.split(rows), zero.split(rows)):
+                replace_linear_in(model, [name], lambda linear, c=c, s=s, z=z:
+                                  packed_layer(c.clone(), s.clone(), z.clone(), bits, group_size, linear.bias))
 
     if sequential:
         for names, stats in blockwise(model, calibration):

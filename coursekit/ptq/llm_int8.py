@@ -86,10 +86,20 @@ class Int8OutlierLinear(nn.Module):
         self.register_buffer("weight_scale", scale.reshape(-1))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
         self.last_outliers = 0      # how many channels the last call kept in float (for the lesson)
+        self.kept = torch.zeros(w.shape[1], dtype=torch.bool)   # ... and every call since creation
+
+    @property
+    def channels_kept(self) -> int:
+        """How many input channels at least one call since creation (or ``reset_kept``) kept in float."""
+        return int(self.kept.sum())
+
+    def reset_kept(self) -> None:
+        self.kept = torch.zeros_like(self.kept)
 
     def forward(self, x):
         out = outlier_columns(x, self.threshold)
         self.last_outliers = int(out.sum())
+        self.kept = self.kept.to(out.device) | out
         codes = self.int8_weight.float()
         y = _split_matmul(x.float(), out, codes[:, out] * self.weight_scale[:, None], codes[:, ~out],
                           self.weight_scale)

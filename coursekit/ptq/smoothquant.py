@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .. import checks
-from .act_layers import SCHEMES, W8A8Linear
+from .act_layers import W8A8Linear, resolve_scheme
 from .calibration import Calibration
 from .scaling import divide_input, linear_of, replace_linear_in, scale_columns
 
@@ -73,25 +73,31 @@ def smooth(model: nn.Module, calibration: Calibration, alpha: float = 0.5) -> di
 
 @torch.no_grad()
 def w8a8(model: nn.Module, calibration: Calibration, scheme: str = "per_tensor",
-         smoothing: dict | None = None) -> nn.Module:
+         smoothing: dict | None = None, activations: str | None = None, weights: str | None = None) -> nn.Module:
     """Replace every calibrated linear by a W8A8Linear (in place); returns model.
 
-    The static per-tensor activation scale comes from the calibration's max |x|, divided by the
-    smoothing s of the layer's group when the model was smoothed first.
+    ``scheme`` picks a classic pipeline ("per_tensor": static activations, per-tensor weights;
+    "per_token": per-token activations, per-channel weights); ``activations`` ("static",
+    "dynamic", "per_token") or ``weights`` ("per_tensor", "per_channel") change one of its two
+    choices, the controls that tell which one matters. The static activation scale comes from the
+    calibration's max |x|, divided by the smoothing s of the layer's group when the model was
+    smoothed first.
     """
     checks.check_instance(calibration, "calibration", Calibration, "a Calibration (from ptq.calibrate)")
-    scheme = checks.check_choice(scheme, "scheme", SCHEMES)
+    acts, weights = resolve_scheme(scheme, activations, weights)
     smoothing = smoothing or {}
     for group in calibration.groups:
         act = calibration.absmax(group[0])
         if group[0] in smoothing:
             act = act / smoothing[group[0]]
-        replace_linear_in(model, group, lambda m: W8A8Linear.from_linear(m, act, scheme))
+        replace_linear_in(model, group, lambda m: W8A8Linear.from_linear(m, act, activations=acts, weights=weights))
     return model
 
 
 def smoothquant(model: nn.Module, calibration: Calibration, alpha: float = 0.5,
-                scheme: str = "per_tensor") -> nn.Module:
+                scheme: str = "per_tensor", activations: str | None = None,
+                weights: str | None = None) -> nn.Module:
     """Smooth with ``alpha``, then quantize every calibrated linear to W8A8 (in place); returns model."""
     _check(model, calibration, alpha)
-    return w8a8(model, calibration, scheme, smooth(model, calibration, alpha))
+    resolve_scheme(scheme, activations, weights)           # a bad choice fails before any change
+    return w8a8(model, calibration, scheme, smooth(model, calibration, alpha), activations, weights)
