@@ -84,8 +84,8 @@ def _ggml_type(fmt: str):
 
 # ---------------------------------------------------------------- which type each tensor gets
 
-def _matrix_shapes(model) -> dict:
-    """{gguf name: (rows, cols) or (n,)} of what the export writes, in the model's order."""
+def _tensor_shapes(model) -> dict:
+    """{gguf name: (rows, cols) of a matrix or (n,) of a norm vector} of what the export writes, in order."""
     tied = getattr(model.config, "tie_word_embeddings", False)
     return {gguf_name(n): tuple(p.shape) for n, p in model.state_dict().items()
             if not (n == "lm_head.weight" and tied)}
@@ -108,7 +108,7 @@ def tensor_types(model, fmt) -> dict:
     whatever the patterns say, as llama.cpp keeps them; a dict may name one only with 'f32'.
     """
     import fnmatch
-    shapes = _matrix_shapes(model)
+    shapes = _tensor_shapes(model)
     matrices = [n for n, s in shapes.items() if len(s) == 2]
     if isinstance(fmt, str):
         checks.check_choice(fmt, "fmt", GGUF_FORMATS)
@@ -155,7 +155,7 @@ def tensor_types(model, fmt) -> dict:
 def predicted_bytes(model, fmt) -> dict:
     """``{gguf tensor name: bytes}`` of the tensors ``export_gguf(model, ..., fmt)`` writes, exact to the
     byte, computed from the shapes alone (nothing is quantized)."""
-    shapes = _matrix_shapes(model)
+    shapes = _tensor_shapes(model)
     return {name: _nbytes(shapes[name], kind) for name, kind in tensor_types(model, fmt).items()}
 
 
@@ -310,7 +310,7 @@ def export_gguf(model, tokenizer, path, fmt="q8_0", tokenizer_gguf="auto", name=
     """
     import gguf
     types = tensor_types(model, fmt)
-    shapes = _matrix_shapes(model)
+    shapes = _tensor_shapes(model)
     if tokenizer_gguf == "auto":
         tokenizer_gguf = _source_gguf(tokenizer)
     elif tokenizer_gguf is not None and not os.path.isfile(os.fspath(tokenizer_gguf)):

@@ -188,28 +188,38 @@ def smol_exported(tmp_path_factory):
     model, tok = M.load_lm(M.SMOLLM2)
     path = tmp_path_factory.mktemp("gguf") / "smollm2-mix.gguf"
     predicted = export_gguf(model, tok, path, SMOL_MIX)
-    return model, path, predicted, read_gguf(path)
+    return model, path, predicted
 
 
 def test_smollm2_exact_to_the_byte_and_roundtrip(smol_exported):
-    model, path, predicted, tensors = smol_exported
-    assert set(tensors) == set(predicted) and len(tensors) == 30 * 9 + 2      # tied output not stored
+    from coursekit.gguf_export import _rope_rows
+    model, path, predicted = smol_exported
+    stored = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    assert set(stored) == set(predicted) and len(stored) == 30 * 9 + 2      # tied output not stored
     types = tensor_types(model, SMOL_MIX)
     for hf_name, p in model.state_dict().items():
         name = gguf_name(hf_name)
         if name == "output.weight":
             continue
-        t, w = tensors[name], p.detach().float()
-        assert t.type == types[name] and t.n_bytes == predicted[name] == t.raw.nbytes, name
+        t, w = stored[name], p.detach().float()
+        assert t.tensor_type.name.lower() == types[name] and int(t.n_bytes) == predicted[name], name
         if not name.startswith(("token_embd", "blk.0.", "blk.29.")):   # values: a layer of each type
             continue
-        expected = {"f32": w, "f16": w.half().float()}.get(t.type)
-        expected = F.roundtrip(w, t.type) if expected is None else expected
-        assert torch.equal(t.values, expected), name       # K's rope order undone with its 3 KV heads
+        kind, shape = types[name], tuple(w.shape)
+        if kind in ("f32", "f16"):
+            values = torch.from_numpy(np.array(t.data, dtype=np.float32)).reshape(shape)
+            expected = w if kind == "f32" else w.half().float()
+        else:
+            values = F.decode(F.Encoded.from_gguf_bytes(np.array(t.data), shape, kind))
+            expected = F.roundtrip(w, kind)
+        heads = {"attn_q": 9, "attn_k": 3}.get(name.split(".")[-2])
+        if heads:                                         # K has 3 heads under grouped-query attention
+            values = _rope_rows(values, heads, inverse=True)
+        assert torch.equal(values, expected), name
 
 
 def test_smollm2_qk_rows_use_each_projections_head_count(smol_exported):
-    model, path, _, _ = smol_exported
+    model, path, _ = smol_exported
     raw = {t.name: np.array(t.data).astype(np.float32) for t in gguf.GGUFReader(str(path)).tensors
            if t.name in ("blk.29.attn_q.weight", "blk.29.attn_k.weight")}
     attn = model.model.layers[29].self_attn
@@ -223,7 +233,7 @@ def test_smollm2_qk_rows_use_each_projections_head_count(smol_exported):
 
 def test_smollm2_tokenizer_metadata_is_its_own_files(smol_exported):
     from coursekit.models import smollm2
-    _, path, _, _ = smol_exported
+    _, path, _ = smol_exported
     ours = gguf.GGUFReader(str(path)).fields
     source = gguf.GGUFReader(str(smollm2.gguf_path())).fields
     keys = {k for k in source if k.startswith("tokenizer.")}
