@@ -73,7 +73,7 @@ def _check_file(path) -> str:
 
 
 def _run(args, what: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([os.fspath(a) for a in args], capture_output=True, text=True, errors="replace")
+    done = subprocess.run([a if isinstance(a, str) else str(a) for a in args], capture_output=True, text=True, errors="replace")
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
         raise RuntimeError(f"{what} failed (exit code {done.returncode}):\n{tail}")
@@ -151,7 +151,8 @@ def perplexity(path, slices, tokens: int = SLICE_TOKENS, threads: int | None = N
             found = re.search(r"\[1\](\d+(?:\.\d+)?)", log)
             if not (chunk and found and int(chunk.group(1)) == window):
                 raise RuntimeError(f"llama-perplexity did not score one window of {window} tokens on "
-                                   f"slices[{k}]:\n" + "\n".join(log.strip().splitlines()[-8:]))
+                                   f"slices[{k}]:\n{done.stdout.strip()[-300:]}\n"
+                                   + "\n".join(done.stderr.strip().splitlines()[-6:]))
             nll.append(math.log(float(found.group(1))))
     return SlicePerplexity(slices=tuple(math.exp(v) for v in nll), nll=tuple(nll),
                            tokens=(window - 1,) * len(nll), pooled=math.exp(sum(nll) / len(nll)))

@@ -33,9 +33,17 @@ if [ "$(cat "$DEST/src.version" 2>/dev/null)" != "$top" ]; then
     echo "$top" >"$DEST/src.version"
 fi
 
+# One patch: llama-perplexity returns without flushing its log, which a worker thread writes
+# (common/log.cpp); on a busy machine its last lines, the perplexity among them, never reach stdout.
+ppl="$DEST/src/tools/perplexity/perplexity.cpp"
+if ! grep -q "common_log_flush(common_log_main());" "$ppl"; then
+    sed -i 's|^    common_memory_breakdown_print(ctx);$|&\n    common_log_flush(common_log_main());|' "$ppl"
+    grep -q "common_log_flush(common_log_main());" "$ppl" || { echo "patching $ppl failed" >&2; exit 1; }
+fi
+
 cmake -S "$DEST/src" -B "$DEST/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DGGML_NATIVE=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON >"$DEST/cmake.log"
+    -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON >"$DEST/cmake.log" 2>&1
 echo "building $TARGETS with $JOBS jobs (log: $DEST/build.log) ..."
 # shellcheck disable=SC2086
 cmake --build "$DEST/build" --config Release -j "$JOBS" --target $TARGETS >"$DEST/build.log"
