@@ -92,8 +92,9 @@ clean:
 
 # llama.cpp's command-line tools, built once from the pinned source (requirements-llamacpp.txt) into
 # .llama.cpp/bin, for coursekit.llamacpp: an independent client that loads and scores the course's GGUF
-# files. Optional: `make setup` never builds it, and its tests skip without it. About 6 CPU-minutes.
-# LLAMA_CPP_JOBS=N sets the compile jobs (default: every core).
+# files. Optional: `make setup` never builds it, and its tests skip without it. About 6 CPU-minutes
+# (29 min wall on a busy 2-core machine at nice 19); a rerun after a change compiles only what changed.
+# LLAMA_CPP_JOBS=N sets the compile jobs (default: every core). scripts/llamacpp_agreement.py compares.
 LLAMA_CPP_STAMP := .llama.cpp/.built
 llama-cpp: $(LLAMA_CPP_STAMP)
 
