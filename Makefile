@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lab test unit nbtest test-kernels test-kernels-sse test-perturbed execute bench release browser train-lm colab-check clean
+.PHONY: setup lab test unit nbtest test-kernels test-kernels-sse test-perturbed execute bench release browser train-lm colab-check clean llama-cpp test-llama-cpp
 
 # coursekit.warmup builds optimum-quanto's kernels and converts SmolLM2 once into coursekit's cache.
 setup: $(STAMP)
@@ -89,6 +89,22 @@ train-lm: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# llama.cpp's command-line tools, built once from the pinned source (requirements-llamacpp.txt) into
+# .llama.cpp/bin, for coursekit.llamacpp: an independent client that loads and scores the course's GGUF
+# files. Optional: `make setup` never builds it, and its tests skip without it. About 6 CPU-minutes
+# (29 min wall on a busy 2-core machine at nice 19); a rerun after a change compiles only what changed.
+# LLAMA_CPP_JOBS=N sets the compile jobs (default: every core). scripts/llamacpp_agreement.py compares.
+LLAMA_CPP_STAMP := .llama.cpp/.built
+llama-cpp: $(LLAMA_CPP_STAMP)
+
+$(LLAMA_CPP_STAMP): requirements-llamacpp.txt scripts/build_llama_cpp.sh
+	PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/build_llama_cpp.sh
+	@touch $@
+
+# The tests that need llama.cpp (they skip without it).
+test-llama-cpp: setup llama-cpp
+	$(THREADS) $(BIN)/python -m pytest -q tests/test_llamacpp.py
 
 # Speed, memory and accuracy against the alternatives: benchmarks/results/report.md
 bench: setup

@@ -14,25 +14,36 @@ query and key projections are reordered: Hugging Face's Llama rotates the two ha
 head's vector, ggml rotates adjacent pairs, so each head's rows (0..63) go to the order
 0, 32, 1, 33, ... ``read_gguf`` undoes it.
 
-To run the file with llama.cpp (not needed in the course): build llama.cpp, then
-``llama-cli -m tiny_lm-q4_0.gguf -p "In the beginning"`` or ``llama-perplexity -m ... -f text.txt``.
+A file may mix types tensor by tensor (``fmt={'token_embd.weight': 'q8_0', '*': 'q4_0'}``, see
+``tensor_types``), and ``predicted_bytes`` gives every tensor's size to the byte before anything is
+quantized. The tokenizer's metadata is what llama.cpp's converter writes: its pre-tokenizer name
+(``tokenizer_pre``: a wrong one silently changes the tokens), whether a BOS token is added, and
+``general.quantization_version``; SmolLM2's is copied from the GGUF file it ships in.
+
+To run the file with llama.cpp: ``make llama-cpp``, then ``coursekit.llamacpp.perplexity(path, text)``
+or ``coursekit.llamacpp.generate(path, prompt)``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 from . import checks, formats
 
-__all__ = ["GGUF_FORMATS", "export_gguf", "read_gguf", "load_gguf_weights", "GGUFTensor", "gguf_name",
-           "file_weight_bytes"]
+__all__ = ["GGUF_FORMATS", "TENSOR_TYPES", "export_gguf", "tensor_types", "predicted_bytes", "tokenizer_pre",
+           "read_gguf", "load_gguf_weights", "GGUFTensor", "gguf_name", "file_weight_bytes"]
 
+#: Types of a whole-model export (``fmt="q4_0"``).
 GGUF_FORMATS = ("f16", "q8_0", "q4_0", "mxfp4")
+#: Types one tensor may take in a per-tensor mix (``fmt={...}``): the above, and F32.
+TENSOR_TYPES = GGUF_FORMATS + ("f32",)
 
 _LAYER_NAMES = {
     "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
@@ -71,42 +82,249 @@ def _ggml_type(fmt: str):
     return GGMLQuantizationType[fmt.upper()]      # looked up by name: older gguf releases lack MXFP4
 
 
-def _tensor_fmt(t: torch.Tensor, fmt: str) -> str:
-    # Norm vectors stay float32, as llama.cpp keeps them; matrices take the chosen format.
-    return fmt if t.dim() == 2 else "f32"
+# ---------------------------------------------------------------- which type each tensor gets
+
+def _tensor_shapes(model) -> dict:
+    """{gguf name: (rows, cols) of a matrix or (n,) of a norm vector} of what the export writes, in order."""
+    tied = getattr(model.config, "tie_word_embeddings", False)
+    return {gguf_name(n): tuple(p.shape) for n, p in model.state_dict().items()
+            if not (n == "lm_head.weight" and tied)}
 
 
-def _tokenizer_metadata(writer, tokenizer) -> None:
+def _describe_fmt() -> str:
+    return ("a type name (" + ", ".join(repr(t) for t in GGUF_FORMATS) + ") or a {tensor name or pattern: type} "
+            "dict, e.g. {'token_embd.weight': 'q8_0', 'blk.29.*': 'f16', '*': 'q4_0'}")
+
+
+def tensor_types(model, fmt) -> dict:
+    """``{gguf tensor name: type}`` that ``export_gguf(model, ..., fmt)`` writes: the plan, before any
+    weight is quantized (``predicted_bytes`` gives its size).
+
+    ``fmt`` is one type for every matrix (``'q4_0'``), or a dict from GGUF tensor names or shell-style
+    patterns (``'blk.29.*'``, ``'blk.*.ffn_down.weight'``, ``'*'``) to types, one of TENSOR_TYPES. For
+    each matrix the *first* entry that matches it decides, so put ``'*'`` last. Checked so that a
+    mistake cannot pass silently: every matrix needs an entry, and every entry must decide at least
+    one matrix (a typo, or an entry shadowed by an earlier one, is an error). Norm vectors stay F32
+    whatever the patterns say, as llama.cpp keeps them; a dict may name one only with 'f32'.
+    """
+    import fnmatch
+    shapes = _tensor_shapes(model)
+    matrices = [n for n, s in shapes.items() if len(s) == 2]
+    if isinstance(fmt, str):
+        checks.check_choice(fmt, "fmt", GGUF_FORMATS)
+        rules = {"*": fmt}
+    elif isinstance(fmt, Mapping):
+        if not fmt:
+            checks.fail("fmt", _describe_fmt(), "an empty dict")
+        rules = {}
+        for key, kind in fmt.items():
+            if not isinstance(key, str) or not key.strip():
+                checks.fail("fmt", "tensor names or patterns (non-empty str) as keys", repr(key), TypeError)
+            checks.check_choice(kind, f"fmt[{key!r}]", TENSOR_TYPES)
+            if key in shapes and len(shapes[key]) == 1 and kind != "f32":
+                checks.fail(f"fmt[{key!r}]", "'f32': norm vectors stay F32 in llama.cpp's files", repr(kind))
+            rules[key] = kind
+    else:
+        checks.fail("fmt", _describe_fmt(), type(fmt).__name__, TypeError)
+    types, decided = {}, {key: 0 for key in rules}
+    for name in matrices:
+        key = next((k for k in rules if fnmatch.fnmatchcase(name, k)), None)
+        if key is None:
+            checks.fail("fmt", "a type for every matrix (add a '*' entry last for the rest)",
+                        f"none for {name!r}")
+        types[name] = rules[key]
+        decided[key] += 1
+    for key, count in decided.items():
+        if count == 0 and not (key in shapes and len(shapes[key]) == 1):
+            matched = [n for n in matrices if fnmatch.fnmatchcase(n, key)]
+            if matched:
+                first = next(k for k in rules if fnmatch.fnmatchcase(matched[0], k))
+                why = f"every matrix it matches is decided by the earlier entry {first!r} (first match wins)"
+            else:
+                why = f"it matches no matrix of this model (names look like {matrices[0]!r}, {matrices[-1]!r})"
+            checks.fail(f"fmt[{key!r}]", "an entry that decides at least one matrix", why)
+    for name, kind in types.items():
+        cols = shapes[name][1]
+        block = formats.spec(kind).block if kind not in ("f32", "f16") else 1
+        if cols % block:
+            checks.fail(f"fmt (for {name!r})", f"a type whose block ({block}) divides the row length",
+                        f"{kind!r} for rows of {cols}")
+    return {name: types.get(name, "f32") for name in shapes}
+
+
+def predicted_bytes(model, fmt) -> dict:
+    """``{gguf tensor name: bytes}`` of the tensors ``export_gguf(model, ..., fmt)`` writes, exact to the
+    byte, computed from the shapes alone (nothing is quantized)."""
+    shapes = _tensor_shapes(model)
+    return {name: _nbytes(shapes[name], kind) for name, kind in tensor_types(model, fmt).items()}
+
+
+def _nbytes(shape, kind: str) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    if kind in ("f32", "f16"):
+        return n * {"f32": 4, "f16": 2}[kind]
+    return formats.nbytes(tuple(shape), kind)
+
+
+def _file_type(types: dict, shapes: dict) -> int:
+    # llama.cpp's "mostly X": the type that holds the most matrix weights
+    counts = {}
+    for name, kind in types.items():
+        if len(shapes[name]) == 2:
+            counts[kind] = counts.get(kind, 0) + shapes[name][0] * shapes[name][1]
+    main = max(counts, key=counts.get)
+    return {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "mxfp4": 38}[main]
+
+
+# ---------------------------------------------------------------- the tokenizer
+
+def tokenizer_pre(tokenizer) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenizer (how text is split before BPE): ``'gpt-2'``
+    for byte-level BPE with GPT-2's split rule, ``'smollm'`` when single digits are split off first.
+
+    The name decides how llama.cpp splits text. A wrong one still loads and silently changes the
+    tokens (``'default'`` split ``'s`` and `` (`` otherwise in the course LM: 11 of 4,096 held-out
+    tokens, +2 % perplexity), so any other tokenizer is refused rather than guessed.
+    """
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model, pre, norm = spec.get("model", {}), spec.get("pre_tokenizer") or {}, spec.get("normalizer")
+
+    def gpt2_bytelevel(p):
+        return (p.get("type") == "ByteLevel" and p.get("use_regex", True)
+                and not p.get("add_prefix_space", False))
+
+    name = None
+    if model.get("type") == "BPE" and norm is None:
+        if gpt2_bytelevel(pre):
+            name = "gpt-2"
+        elif pre.get("type") == "Sequence":
+            parts = pre.get("pretokenizers", [])
+            if (len(parts) == 2 and parts[0].get("type") == "Digits" and parts[0].get("individual_digits")
+                    and gpt2_bytelevel(parts[1])):
+                name = "smollm"
+    if name is None:
+        what = f"model {model.get('type')!r}, normalizer {(norm or {}).get('type')!r}, pre-tokenizer {json.dumps(pre)}"
+        checks.fail("tokenizer", "a byte-level BPE tokenizer with GPT-2's split rule (pre-tokenizer "
+                    "ByteLevel, or Digits(individual_digits) then ByteLevel), whose llama.cpp name is known",
+                    what)
+    return name
+
+
+def _adds(tokenizer, token_id) -> bool | None:
+    """Whether the tokenizer adds ``token_id`` around a text when asked for special tokens."""
+    if token_id is None:
+        return None
+    ids = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return token_id in ids and token_id not in tokenizer("a", add_special_tokens=False)["input_ids"]
+
+
+def _tokenizer_fields(tokenizer) -> list:
+    """(key, value, type, sub-type) of the tokenizer's metadata, derived from it as llama.cpp's
+    convert_hf_to_gguf.py does for a GPT-2-style BPE tokenizer."""
+    from gguf import GGUFValueType as V
+    pre = tokenizer_pre(tokenizer)
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     vocab = spec["model"]["vocab"]
     tokens = [None] * len(vocab)
     for token, i in vocab.items():
-        tokens[i] = token
-    special = {a["id"] for a in spec.get("added_tokens", [])}
+        if i < len(tokens):
+            tokens[i] = token
+    if any(t is None for t in tokens):
+        checks.fail("tokenizer", "a vocabulary numbered 0 to n-1", "gaps in its ids")
+    added = {a["id"]: a for a in spec.get("added_tokens", [])}
+    # 1: normal, 3: control (special), 4: user-defined (added, not special)
+    types = [(3 if added[i].get("special") else 4) if i in added else 1 for i in range(len(tokens))]
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"].get("merges", [])]
-    writer.add_tokenizer_model("gpt2")          # byte-level BPE, as GPT-2's
-    writer.add_tokenizer_pre("default")
-    writer.add_token_list(tokens)
-    writer.add_token_types([3 if i in special else 1 for i in range(len(tokens))])   # 3: control, 1: normal
-    writer.add_token_merges(merges)
-    for setter, token_id in (("add_bos_token_id", tokenizer.bos_token_id), ("add_eos_token_id", tokenizer.eos_token_id),
-                             ("add_pad_token_id", tokenizer.pad_token_id)):
+    fields = [("tokenizer.ggml.model", "gpt2", V.STRING, None),       # byte-level BPE, as GPT-2's
+              ("tokenizer.ggml.pre", pre, V.STRING, None),
+              ("tokenizer.ggml.tokens", tokens, V.ARRAY, V.STRING),
+              ("tokenizer.ggml.token_type", types, V.ARRAY, V.INT32),
+              ("tokenizer.ggml.merges", merges, V.ARRAY, V.STRING)]
+    for key, token_id in (("bos", tokenizer.bos_token_id), ("eos", tokenizer.eos_token_id),
+                          ("unknown", tokenizer.unk_token_id), ("padding", tokenizer.pad_token_id)):
         if token_id is not None:
-            getattr(writer, setter)(int(token_id))
+            fields.append((f"tokenizer.ggml.{key}_token_id", int(token_id), V.UINT32, None))
+    for key, token_id in (("add_bos_token", tokenizer.bos_token_id), ("add_eos_token", tokenizer.eos_token_id)):
+        adds = _adds(tokenizer, token_id)
+        if adds is not None:
+            fields.append((f"tokenizer.ggml.{key}", adds, V.BOOL, None))
+    if isinstance(getattr(tokenizer, "chat_template", None), str):
+        fields.append(("tokenizer.chat_template", tokenizer.chat_template, V.STRING, None))
+    return fields
 
 
-def export_gguf(model, tokenizer, path, fmt: str = "q8_0") -> dict:
+def _copied_tokenizer_fields(tokenizer, source) -> list:
+    """Every ``tokenizer.*`` key of the GGUF file ``source``, as stored, after checking that its
+    vocabulary is the tokenizer's."""
+    path = os.path.realpath(os.fspath(source))
+    stat = os.stat(path)
+    fields = _read_tokenizer_fields(path, stat.st_size, stat.st_mtime_ns)
+    tokens = next((v for k, v, _, _ in fields if k == "tokenizer.ggml.tokens"), None)
+    vocab = tokenizer.get_vocab()
+    if tokens is None or len(tokens) != len(vocab) or any(vocab.get(t) != i for i, t in enumerate(tokens)):
+        checks.fail("tokenizer_gguf", "a GGUF file with the tokenizer's own vocabulary",
+                    f"{os.fspath(source)}, whose tokens differ")
+    return fields
+
+
+@lru_cache(maxsize=2)
+def _read_tokenizer_fields(path: str, size: int, mtime_ns: int) -> list:
+    # gguf's reader parses 100,000 strings in Python (seconds for SmolLM2): once per file version
+    import gguf
+    reader = gguf.GGUFReader(path)
+    fields = []
+    for key, field in reader.fields.items():
+        if key.startswith("tokenizer."):
+            sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            fields.append((key, field.contents(), field.types[0], sub))
+    return fields
+
+
+def _source_gguf(tokenizer):
+    # SmolLM2's tokenizer was converted from the GGUF file it ships in: that file's metadata is the
+    # original (pre-tokenizer 'smollm', chat template, unknown token) and is copied as it is.
+    from .models import smollm2
+    try:
+        if os.path.realpath(tokenizer.name_or_path) == os.path.realpath(smollm2.cache_dir()):
+            return smollm2.gguf_path()
+    except (smollm2.ModelNotInstalledError, OSError, TypeError):
+        pass
+    return None
+
+
+def export_gguf(model, tokenizer, path, fmt="q8_0", tokenizer_gguf="auto", name=None) -> dict:
     """Write a Llama ``model`` (transformers) and its tokenizer to ``path`` as GGUF.
 
-    fmt: 'f16', 'q8_0', 'q4_0' or 'mxfp4' for the matrices (norms stay F32). Returns
-    ``{gguf tensor name: coursekit's predicted bytes}``, to compare with the file's own sizes.
+    fmt: one type for every matrix, 'f16', 'q8_0', 'q4_0' or 'mxfp4', or a per-tensor mix:
+    ``{'token_embd.weight': 'q8_0', 'blk.29.*': 'f16', '*': 'q4_0'}`` (see ``tensor_types``). Norm
+    vectors stay F32. Returns ``{gguf tensor name: coursekit's predicted bytes}`` (``predicted_bytes``),
+    to compare with the file's own sizes.
+
+    The tokenizer's metadata is derived from ``tokenizer`` as llama.cpp's converter does
+    (``tokenizer_pre`` names its split rule; an unknown tokenizer is refused). ``tokenizer_gguf``: a
+    GGUF file whose ``tokenizer.*`` metadata is copied instead (its vocabulary must be the
+    tokenizer's); ``'auto'`` (default) copies it from SmolLM2's own file for SmolLM2's tokenizer, and
+    ``None`` always derives. ``name``: the file's ``general.name`` (default: the model's folder name).
     """
-    checks.check_choice(fmt, "fmt", GGUF_FORMATS)
     import gguf
+    types = tensor_types(model, fmt)
+    shapes = _tensor_shapes(model)
+    if tokenizer_gguf == "auto":
+        tokenizer_gguf = _source_gguf(tokenizer)
+    elif tokenizer_gguf is not None and not os.path.isfile(os.fspath(tokenizer_gguf)):
+        checks.fail("tokenizer_gguf", "'auto', None or the path of a GGUF file", repr(tokenizer_gguf))
+    fields = (_copied_tokenizer_fields(tokenizer, tokenizer_gguf) if tokenizer_gguf is not None
+              else _tokenizer_fields(tokenizer))
     cfg = model.config
+    if name is None:
+        name = os.path.basename(os.path.normpath(getattr(cfg, "_name_or_path", "") or "")) or "coursekit model"
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     writer = gguf.GGUFWriter(os.fspath(path), "llama")
-    writer.add_name("coursekit tiny Llama")
-    writer.add_file_type({"f16": 1, "q8_0": 7, "q4_0": 2, "mxfp4": 38}[fmt])
+    writer.add_name(str(name))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_file_type(_file_type(types, shapes))
     writer.add_context_length(cfg.max_position_embeddings)
     writer.add_embedding_length(cfg.hidden_size)
     writer.add_block_count(cfg.num_hidden_layers)
@@ -114,34 +332,33 @@ def export_gguf(model, tokenizer, path, fmt: str = "q8_0") -> dict:
     writer.add_head_count(cfg.num_attention_heads)
     writer.add_head_count_kv(cfg.num_key_value_heads)
     writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    writer.add_rope_dimension_count(head_dim)
     rope = getattr(cfg, "rope_parameters", None) or {}
     writer.add_rope_freq_base(float(rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))))
     writer.add_vocab_size(cfg.vocab_size)
-    _tokenizer_metadata(writer, tokenizer)
+    for key, value, vtype, sub in fields:
+        writer.add_key_value(key, value, vtype, sub)
 
     predicted = {}
     tied = getattr(cfg, "tie_word_embeddings", False)
     for hf_name, p in model.state_dict().items():
         if hf_name == "lm_head.weight" and tied:
             continue
-        name = gguf_name(hf_name)
+        tname = gguf_name(hf_name)
         w = p.detach().float().cpu()
-        if name.endswith("attn_q.weight"):
+        if tname.endswith("attn_q.weight"):
             w = _rope_rows(w, cfg.num_attention_heads)
-        elif name.endswith("attn_k.weight"):
-            w = _rope_rows(w, cfg.num_key_value_heads)
-        tfmt = _tensor_fmt(w, fmt)
-        if tfmt == "f32":
-            writer.add_tensor(name, w.numpy())
-            predicted[name] = w.numel() * 4
-        elif tfmt == "f16":
-            writer.add_tensor(name, w.half().numpy())
-            predicted[name] = w.numel() * 2
+        elif tname.endswith("attn_k.weight"):
+            w = _rope_rows(w, cfg.num_key_value_heads)     # grouped-query attention: K has fewer heads
+        kind = types[tname]
+        if kind == "f32":
+            writer.add_tensor(tname, w.numpy())
+        elif kind == "f16":
+            writer.add_tensor(tname, w.half().numpy())
         else:
-            raw = formats.encode(w, tfmt).to_gguf_bytes().reshape(w.shape[0], -1)
-            writer.add_tensor(name, raw, raw_dtype=_ggml_type(tfmt))
-            predicted[name] = formats.nbytes(tuple(w.shape), tfmt)
+            raw = formats.encode(w, kind).to_gguf_bytes().reshape(w.shape[0], -1)
+            writer.add_tensor(tname, raw, raw_dtype=_ggml_type(kind))
+        predicted[tname] = _nbytes(tuple(w.shape), kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -10,7 +10,7 @@ gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as T, quants  # noqa: E402
 
 from coursekit.gguf_export import (export_gguf, file_weight_bytes, gguf_name, load_gguf_weights,  # noqa: E402
-                                   read_gguf)
+                                   predicted_bytes, read_gguf, tensor_types, tokenizer_pre)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +96,152 @@ def test_metadata(exported):
     assert int(fields["llama.block_count"].parts[-1][0]) == 4
     assert int(fields["llama.embedding_length"].parts[-1][0]) == 256
     assert len(fields["tokenizer.ggml.tokens"].data) == 4096
+    # what llama.cpp's convert_hf_to_gguf.py writes: GPT-2's split rule (not "default", which splits
+    # "'s" and " (" otherwise), no BOS added (the tokenizer adds none), the quantization version
+    assert fields["tokenizer.ggml.model"].contents() == "gpt2"
+    assert fields["tokenizer.ggml.pre"].contents() == "gpt-2"
+    assert fields["tokenizer.ggml.add_bos_token"].contents() is False
+    assert fields["tokenizer.ggml.add_eos_token"].contents() is False
+    assert fields["general.quantization_version"].contents() == gguf.GGML_QUANT_VERSION == 2
+    assert fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_0
+
+
+def test_tokenizer_pre_is_read_from_the_tokenizer(lm):
+    from tokenizers import Tokenizer, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    _, tok = lm
+    assert tokenizer_pre(tok) == "gpt-2"
+    backend = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    assert tokenizer_pre(PreTrainedTokenizerFast(tokenizer_object=backend)) == "smollm"
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()          # a split rule llama.cpp has no name for
+    with pytest.raises(ValueError, match="tokenizer: expected a byte-level BPE tokenizer.*Whitespace"):
+        tokenizer_pre(PreTrainedTokenizerFast(tokenizer_object=backend))
+
+
+# a mix: the first entry that matches a matrix decides its type
+MIX = {"token_embd.weight": "q8_0", "blk.3.*": "f16", "blk.0.attn_k.weight": "f32", "*": "q4_0"}
+
+
+def test_tensor_types_of_a_mix(lm):
+    model, _ = lm
+    types = tensor_types(model, MIX)
+    assert types["token_embd.weight"] == "q8_0"
+    assert types["blk.3.ffn_up.weight"] == "f16" and types["blk.3.attn_norm.weight"] == "f32"
+    assert types["blk.0.attn_k.weight"] == "f32" and types["blk.0.attn_q.weight"] == "q4_0"
+    assert types["output_norm.weight"] == "f32" and "output.weight" not in types      # tied
+    uniform = tensor_types(model, "q8_0")
+    assert uniform.keys() == types.keys()
+    assert all(t == ("f32" if name.endswith("norm.weight") else "q8_0") for name, t in uniform.items())
+
+
+def test_mixed_export_exact_to_the_byte_and_roundtrip(lm, tmp_path):
+    model, tok = lm
+    path = tmp_path / "mix.gguf"
+    predicted = export_gguf(model, tok, path, MIX)
+    assert predicted == predicted_bytes(model, MIX)             # the plan, before quantizing anything
+    tensors = read_gguf(path)
+    types = tensor_types(model, MIX)
+    sd = {gguf_name(n): p.detach().float() for n, p in model.state_dict().items()}
+    for name, t in tensors.items():
+        assert t.type == types[name] and t.n_bytes == predicted[name] == t.raw.nbytes, name
+        w = sd[name]
+        expected = {"f32": w, "f16": w.half().float()}.get(t.type)
+        expected = F.roundtrip(w, t.type) if expected is None else expected
+        assert torch.equal(t.values, expected), name
+    assert gguf.GGUFReader(str(path)).fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q4_0
+
+
+@pytest.mark.parametrize("fmt, error, message", [
+    ({"blk.*": "q4_0", "blk.3.*": "f16", "*": "q8_0"}, ValueError,
+     r"fmt\['blk.3.\*'\]: expected an entry that decides at least one matrix, got every matrix it matches is "
+     r"decided by the earlier entry 'blk.\*'"),
+    ({"blk.9.*": "f16", "*": "q8_0"}, ValueError, r"fmt\['blk.9.\*'\]: .* it matches no matrix of this model"),
+    ({"blk.*": "q4_0"}, ValueError, r"fmt: expected a type for every matrix .*'\*' entry.*'token_embd.weight'"),
+    ({"*": "q5_k"}, ValueError, r"fmt\['\*'\]: expected one of 'f16', 'q8_0', 'q4_0', 'mxfp4', 'f32', got 'q5_k'"),
+    ({"output_norm.weight": "q8_0", "*": "q8_0"}, ValueError, r"fmt\['output_norm.weight'\]: expected 'f32'"),
+    ({}, ValueError, "fmt: expected a type name"),
+    (["q4_0"], TypeError, r"fmt: expected a type name .* got list"),
+])
+def test_bad_mix_names_the_entry(lm, tmp_path, fmt, error, message):
+    with pytest.raises(error, match=message):
+        export_gguf(*lm, tmp_path / "x.gguf", fmt)
+    assert not (tmp_path / "x.gguf").exists()                  # checked before anything is written
 
 
 def test_bad_format(lm, tmp_path):
     with pytest.raises(ValueError, match="fmt: expected one of 'f16', 'q8_0', 'q4_0', 'mxfp4'"):
         export_gguf(*lm, tmp_path / "x.gguf", "q5_k")
+
+
+# ---------------------------------------------------------------- SmolLM2: a real LLM, grouped-query attention
+
+SMOL_MIX = {"token_embd.weight": "q8_0", "blk.29.*": "f16", "*": "q4_0"}
+
+
+@pytest.fixture(scope="module")
+def smol_exported(tmp_path_factory):
+    from coursekit.models import smollm2
+    if not smollm2.installed():
+        pytest.skip(f"SmolLM2 is not installed ({smollm2.INSTALL_COMMAND})")
+    model, tok = M.load_lm(M.SMOLLM2)
+    path = tmp_path_factory.mktemp("gguf") / "smollm2-mix.gguf"
+    predicted = export_gguf(model, tok, path, SMOL_MIX)
+    return model, path, predicted
+
+
+def test_smollm2_exact_to_the_byte_and_roundtrip(smol_exported):
+    from coursekit.gguf_export import _rope_rows
+    model, path, predicted = smol_exported
+    stored = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    assert set(stored) == set(predicted) and len(stored) == 30 * 9 + 2      # tied output not stored
+    types = tensor_types(model, SMOL_MIX)
+    for hf_name, p in model.state_dict().items():
+        name = gguf_name(hf_name)
+        if name == "output.weight":
+            continue
+        t, w = stored[name], p.detach().float()
+        assert t.tensor_type.name.lower() == types[name] and int(t.n_bytes) == predicted[name], name
+        if not name.startswith(("token_embd", "blk.0.", "blk.29.")):   # values: a layer of each type
+            continue
+        kind, shape = types[name], tuple(w.shape)
+        if kind in ("f32", "f16"):
+            values = torch.from_numpy(np.array(t.data, dtype=np.float32)).reshape(shape)
+            expected = w if kind == "f32" else w.half().float()
+        else:
+            values = F.decode(F.Encoded.from_gguf_bytes(np.array(t.data), shape, kind))
+            expected = F.roundtrip(w, kind)
+        heads = {"attn_q": 9, "attn_k": 3}.get(name.split(".")[-2])
+        if heads:                                         # K has 3 heads under grouped-query attention
+            values = _rope_rows(values, heads, inverse=True)
+        assert torch.equal(values, expected), name
+
+
+def test_smollm2_qk_rows_use_each_projections_head_count(smol_exported):
+    model, path, _ = smol_exported
+    raw = {t.name: np.array(t.data).astype(np.float32) for t in gguf.GGUFReader(str(path)).tensors
+           if t.name in ("blk.29.attn_q.weight", "blk.29.attn_k.weight")}
+    attn = model.model.layers[29].self_attn
+    for name, proj, heads in (("attn_q", attn.q_proj, 9), ("attn_k", attn.k_proj, 3)):
+        w = proj.weight.detach().half().float().numpy()
+        assert w.shape[0] == heads * 64
+        last = w[(heads - 1) * 64:]                       # the last head: wrong if the head count is
+        file_last = raw[f"blk.29.{name}.weight"][(heads - 1) * 64:]
+        assert np.array_equal(file_last[1], last[32]) and np.array_equal(file_last[2], last[1]), name
+
+
+def test_smollm2_tokenizer_metadata_is_its_own_files(smol_exported):
+    from coursekit.models import smollm2
+    _, path, _ = smol_exported
+    ours = gguf.GGUFReader(str(path)).fields
+    source = gguf.GGUFReader(str(smollm2.gguf_path())).fields
+    keys = {k for k in source if k.startswith("tokenizer.")}
+    assert keys == {k for k in ours if k.startswith("tokenizer.")}
+    assert "tokenizer.chat_template" in keys
+    for key in keys:
+        assert ours[key].types == source[key].types, key
+        assert ours[key].contents() == source[key].contents(), key
+    assert ours["tokenizer.ggml.pre"].contents() == "smollm"
+    assert ours["llama.attention.head_count_kv"].contents() == 3
+    assert ours["general.quantization_version"].contents() == 2

@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "coursekit"
 MAX_LINES = 450
 
-#: DESIGN.md, "Public names", as far as they exist in this tree (llamacpp is not here yet),
+#: DESIGN.md, "Public names", as far as they exist in this tree,
 #: plus every plots.<name> a notebook, widget or test calls.
 PUBLIC_NAMES = {
     "coursekit.quant": ["quantize", "QTensor", "quantization_error", "fake_quantize"],
@@ -33,7 +33,8 @@ PUBLIC_NAMES = {
     "coursekit.kernels.cpu": ["cpu_features", "cpu_flags", "llc_bytes", "CPUFeatures"],
     "coursekit.ptq": ["calibrate", "gptq", "awq", "smoothquant"],
     "coursekit.formats": ["roundtrip", "encode", "decode", "bits_per_weight", "nf4_levels"],
-    "coursekit.gguf_export": ["export_gguf"],
+    "coursekit.gguf_export": ["export_gguf", "tensor_types", "predicted_bytes"],
+    "coursekit.llamacpp": ["available", "perplexity", "generate", "tokenize"],
     "coursekit.qat": ["qat_finetune", "to_fake_quant", "to_learned_scale", "to_real_quant", "ptq"],
     "coursekit.plots": [
         "contrast_ratio", "text_color_on", "error_vs_bits", "plot_bars", "plot_bit_fields", "plot_bit_layout",
