@@ -220,6 +220,9 @@ def _group_sizes(last_dim: int) -> list[int]:
     return sizes or [last_dim]
 
 
+_REDRAW_FAILED = "The explorer could not redraw:"
+
+
 class QuantizationExplorer:
     """Pick bits, mode and granularity; see the histogram, the quantization grid and the MSE.
 
@@ -300,7 +303,13 @@ class QuantizationExplorer:
         return f"{cfg['bits']}-bit {mode}, {cfg['granularity']}{extra}"
 
     def _on_change(self, change) -> None:
-        self.update()
+        # An error in a widget callback goes to JupyterLab's log console, where nobody looks: the
+        # explorer would just stop responding. Say it in the read-out instead.
+        try:
+            self.update()
+        except Exception as e:
+            self.mse_label.value = (f"<div style='color:#c0392b'>{_REDRAW_FAILED} "
+                                    f"{html.escape(type(e).__name__)}: {html.escape(str(e).strip())}</div>")
 
     # -- display ------------------------------------------------------------------------------
     def __repr__(self) -> str:

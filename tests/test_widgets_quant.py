@@ -108,3 +108,22 @@ def test_bad_inputs():
         QuantizationExplorer(granularity="per_row")
     with pytest.raises(ValueError, match="group_size"):
         QuantizationExplorer(group_size=5)
+
+
+def test_a_failed_redraw_is_said_in_the_read_out(monkeypatch):
+    e = quantization_explorer()
+
+    def broken():
+        raise ValueError("no <tick> today")
+
+    monkeypatch.setattr(e, "update", broken)
+    e.bits_slider.value = 6                      # a click: the callback must not raise
+    assert "could not redraw" in e.mse_label.value
+    assert "ValueError: no &lt;tick&gt; today" in e.mse_label.value
+
+
+def test_log_counts_are_labelled_without_mathtext():
+    fig = quantization_explorer().figure
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert labels and not any("$" in t for t in labels), labels

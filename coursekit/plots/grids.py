@@ -110,6 +110,11 @@ def plot_histogram_with_grid(x: torch.Tensor, q: "quant.QTensor", bins: int = 10
     ax.set_ylabel("count (log scale)" if logy else "count")
     if logy:
         ax.set_ylim(bottom=0.7)
+        # Plain tick labels ("1", "10", "100"), not matplotlib's mathtext 10^n: the quantization
+        # explorer redraws this figure inside a widget callback, where mathtext's parser failed
+        # about one redraw in ten in JupyterLab (ParseException on a tick label; never in a cell).
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=8, loc="best")
     return _done(fig)
 

@@ -148,9 +148,12 @@ def _interact(page, server, k: int, cell: dict, dom: dict, problems: Problems, l
             problems.add(cell, f"{action}: the kernel logged an error:\n{excerpt}")
         if any(img.endswith(":BROKEN") for img in after["images"]):
             problems.add(cell, f"{action}: an image of the widget is broken afterwards")
+        failed = [label for label in after["labels"] if "could not redraw" in label]
+        if failed:   # the explorer's callback raised: coursekit.widgets shows the error in its read-out
+            problems.add(cell, f"{action}: {failed[0][:400]}")
         if not changed:
             problems.add(cell, f"{action}: no linked read-out changed within {WIDGET_TIMEOUT_S} s "
-                               f"(read-outs: {readouts})")
+                               f"(read-outs: {readouts}; kernel {page.evaluate(js.KERNEL_STATE)})")
         log.append(f"widget #{k} (cell #{cell['index']}): {action}{' (' + note + ')' if note else ''}"
                    f" -> changed: {', '.join(changed) or 'NOTHING'}")
 
