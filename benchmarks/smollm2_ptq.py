@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from coursekit import models, ptq
+from coursekit import memory, models, ptq
 
 N_CALIBRATION = 128
 #: Targets (issue 24): GPTQ int4 per-channel recovers at least this share of RTN's increase ...
@@ -40,7 +39,7 @@ def cost() -> dict:
     ptq.gptq(model, cal, 4, None)
     done = time.perf_counter()
     return dict(calibrate_s=calibrated - start, gptq_s=done - calibrated, total_s=done - start,
-                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, n_tokens=cal.n_tokens,
+                peak_mb=memory._max_rss_bytes() / 2**20, n_tokens=cal.n_tokens,
                 n_layers=len(cal.names))
 
 

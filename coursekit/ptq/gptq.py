@@ -75,8 +75,8 @@ def _check_group_grid(group_grid, group_size, act_order):
 
 @contextmanager
 def _one_thread():
-    """GPTQ is a chain of small operations (one column at a time): with more threads each one waits
-    for the others to wake up, which made it 10 to 50 times slower on 2 busy cores. It runs on one."""
+    """GPTQ's sweep is a chain of small operations (one column at a time): with more threads each one
+    waits for the others to wake up, which made it 10 to 50 times slower on 2 busy cores. It runs on one."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -119,8 +119,7 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int
     block = checks.check_int(block, "block", low=1)
     checks.check_instance(act_order, "act_order", bool, "True or False")
     group_grid = _check_group_grid(group_grid, group_size, act_order)
-    with _one_thread():
-        return _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid)
+    return _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid)
 
 
 def _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid):
@@ -140,7 +139,8 @@ def _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid):
     wt = w[:, perm].T.float().contiguous()
     st, zt = scale.T.contiguous(), zero.T.contiguous()
     sweep = group_grid if group_size is not None and group_grid != "static" else None
-    codes = _sweep(wt, u.float(), perm, st, zt, bits, group_size or w.shape[1], block, sweep)
+    with _one_thread():   # the Cholesky factorizations above are large enough to use every thread
+        codes = _sweep(wt, u.float(), perm, st, zt, bits, group_size or w.shape[1], block, sweep)
     return codes.T[:, torch.argsort(perm)], st.T.float(), zt.T.float()
 
 
@@ -150,6 +150,7 @@ def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
     n_in = wt.shape[0]
     diag = torch.diagonal(u).tolist()
     codes = torch.zeros_like(wt, dtype=torch.int8)
+    qmin, qmax = quant.qrange(bits, check=False)
     for b0 in range(0, n_in, block):
         b1 = min(b0 + block, n_in)
         start = wt[b0:b1].clone() if group_grid == "block_start" else None   # the reference's W[:, i1:i2]
@@ -160,9 +161,12 @@ def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
                 cols = wt[i:i + gs] if start is None else torch.cat([start[i - b0:], wt[b1:i + gs]])[:gs]
                 sg, zg = grid(cols.T, bits, None)
                 st[g], zt[g] = sg[:, 0], zg[:, 0]
-            q = quant.linear_quantize(wt[i], st[g], zt[g], bits, check=False)
+            # quant.linear_quantize and linear_dequantize, written out: this loop runs once per
+            # input column of every layer, and the calls and casts were a third of its time
+            w_i, s, z = wt[i], st[g], zt[g]
+            q = torch.round(w_i / s).add_(z).clamp_(qmin, qmax)
             codes[i] = q
-            err = (wt[i] - quant.linear_dequantize(q, st[g], zt[g], check=False)) / diag[i]
+            err = (w_i - (q - z) * s).div_(diag[i])
             wt[i + 1:b1].addr_(u[i, i + 1:b1], err, alpha=-1.0)   # the others absorb the error
             errs[i - b0] = err
         wt[b1:] -= u[b0:b1, b1:].T @ errs           # the lazy update: the block's errors at once

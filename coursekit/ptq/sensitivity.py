@@ -71,7 +71,11 @@ class _Replay(nn.Module):
 
 
 class _PassOn(nn.Module):
-    """Stands in for blocks 1..i-1: hands its input on untouched (the replay already holds their work)."""
+    """Stands in for blocks 1..i-1: hands its input on untouched (the replay already holds their work).
+
+    That is right only for blocks that return their hidden states as one tensor, as transformers
+    5's decoder layers do; ``_block_outputs`` refuses a model whose blocks return anything else.
+    """
 
     def forward(self, hidden_states, *args, **kwargs):
         return hidden_states
@@ -87,6 +91,10 @@ def _block_outputs(model, blocks, tokenizer, slices, tokens, batch_size):
     finally:
         for h in hooks:
             h.remove()
+    kinds = {type(o).__name__ for per_block in outputs for o in per_block if not isinstance(o, torch.Tensor)}
+    if kinds:
+        raise TypeError(f"sweep replays block outputs and needs blocks that return their hidden states as "
+                        f"one tensor (transformers 5 decoder layers do); this model's blocks return {sorted(kinds)}")
     return base, outputs
 
 
