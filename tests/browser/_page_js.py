@@ -49,13 +49,6 @@ KERNEL_STATE = """() => {
   return k ? `${k.status}, ${k.connectionStatus}` : 'none';
 }"""
 
-# For a failure message: what the page knows of its kernel.
-KERNEL_STATE = """() => {
-  const w = window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext.session && w.sessionContext.session.kernel;
-  return k ? `${k.status}, ${k.connectionStatus}` : 'none';
-}"""
-
 RUN_FINISHED = """() => {
   const w = window.jupyterapp.shell.currentWidget;
   const k = w.sessionContext.session && w.sessionContext.session.kernel;
