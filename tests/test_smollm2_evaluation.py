@@ -205,6 +205,17 @@ def test_a_fall_is_printed_against_the_floor_on_its_side():
     assert rise.relative_floor == rise.relative_noise
 
 
+def test_summary_leaves_the_verdict_out_when_asked():
+    base = _scores([3.0, 3.5, 4.0, 3.2])
+    e = models.compare(base, _scores([b - 0.2 for b in base.nll]))
+    assert e.summary().endswith(": above the noise floor")
+    plain = e.summary(1, verdict=False)
+    assert plain == f"{e.relative:+.1%} ± {e.relative_uncertainty:.1%} (noise floor {e.relative_floor:.1%})"
+    assert e.summary(1).startswith(plain) and "noise floor)" not in plain
+    with pytest.raises(TypeError, match="verdict: expected True or False"):
+        e.summary(verdict="no")
+
+
 def test_compare_bad_input():
     base = _scores([3.0, 3.1, 3.2])
     with pytest.raises(ValueError, match="other: expected scores on the same slices as base"):

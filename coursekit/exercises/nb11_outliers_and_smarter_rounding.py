@@ -62,8 +62,9 @@ def _gptq_cases():
           forbid=("coursekit.ptq.gptq.gptq_weight",), cases=_gptq_cases, points=2,
           atol=1e-4, rtol=1e-4,
           hint=("work on a copy of w. Column i must end up on the grid (its dequantized values) and only the "
-                "columns after i change; the columns before i are already final. Divide the rounding error "
-                "by the diagonal entry of u, not by h.",
+                "columns after i change; the columns before i are already final. The share of column j is a "
+                "ratio of two entries of u in row i: check it on i = 0, where u's row 0 times u[0, 0] is row 0 "
+                "of the inverse of h.",
                 "steps: codes of column i = clamp(round(w[:, i] / scale) + zero_point, qmin, qmax); dequantize "
                 "them; err = (original column - dequantized) / u[i, i]; subtract the outer product of err and "
                 "u[i, i+1:] from w[:, i+1:]; put the dequantized column in place.",

@@ -308,14 +308,19 @@ class Effect:
     slice_deltas: tuple
     better_slices: int
 
-    def summary(self, decimals: int = 0) -> str:
+    def summary(self, decimals: int = 0, verdict: bool = True) -> str:
         """The effect in percent, with its ± and noise floor, and the verdict, to ``decimals`` places:
         whole percents by default, the precision that survives another CPU (``str`` prints
-        perplexities to 2 decimals; through a 2-bit model those moved by 0.1 % between kernel sets)."""
+        perplexities to 2 decimals; through a 2-bit model those moved by 0.1 % between kernel sets).
+        ``verdict=False`` leaves the verdict out: for an effect that sits near its floor, where a
+        nudge of the weights can carry it across and the printed words would change with it."""
         d = check_int(decimals, "decimals", 0, 4)
-        verdict = "above the noise floor" if self.clear else "no reliable difference"
-        return (f"{self.relative:+.{d}%} ± {self.relative_uncertainty:.{d}%} "
-                f"(noise floor {self.relative_floor:.{d}%}): {verdict}")
+        check_instance(verdict, "verdict", bool, "True or False")
+        text = (f"{self.relative:+.{d}%} ± {self.relative_uncertainty:.{d}%} "
+                f"(noise floor {self.relative_floor:.{d}%})")
+        if not verdict:
+            return text
+        return f"{text}: {'above the noise floor' if self.clear else 'no reliable difference'}"
 
     @property
     def relative_floor(self) -> float:
