@@ -3,7 +3,7 @@
 GGUF is the single-file format of llama.cpp and the tools built on it (Ollama, LM Studio): a
 header of key-value metadata (architecture, sizes, tokenizer), then every tensor, aligned, in its
 ggml type. ``export_gguf(model, tokenizer, path, fmt)`` writes the tiny Llama with its matrices in
-F16, Q8_0, Q4_0 or MXFP4 (computed by ``coursekit.formats``, bit-identical to ``gguf.quants``) and
+F16, Q8_0, Q4_0, Q4_1 or MXFP4 (computed by ``coursekit.formats``, bit-identical to ``gguf.quants``) and
 the norms in F32, under llama.cpp's tensor names. ``read_gguf(path)`` reads it back and decodes
 every tensor with coursekit's own decoder; ``load_gguf_weights(model, path)`` puts the decoded
 weights into a transformers model, so the round trip can be judged by perplexity.
@@ -41,7 +41,7 @@ __all__ = ["GGUF_FORMATS", "TENSOR_TYPES", "export_gguf", "tensor_types", "predi
            "read_gguf", "load_gguf_weights", "GGUFTensor", "gguf_name", "file_weight_bytes"]
 
 #: Types of a whole-model export (``fmt="q4_0"``).
-GGUF_FORMATS = ("f16", "q8_0", "q4_0", "mxfp4")
+GGUF_FORMATS = ("f16", "q8_0", "q4_0", "q4_1", "mxfp4")
 #: Types one tensor may take in a per-tensor mix (``fmt={...}``): the above, and F32.
 TENSOR_TYPES = GGUF_FORMATS + ("f32",)
 
@@ -175,7 +175,7 @@ def _file_type(types: dict, shapes: dict) -> int:
         if len(shapes[name]) == 2:
             counts[kind] = counts.get(kind, 0) + shapes[name][0] * shapes[name][1]
     main = max(counts, key=counts.get)
-    return {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "mxfp4": 38}[main]
+    return {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "mxfp4": 38}[main]
 
 
 # ---------------------------------------------------------------- the tokenizer
@@ -297,7 +297,7 @@ def _source_gguf(tokenizer):
 def export_gguf(model, tokenizer, path, fmt="q8_0", tokenizer_gguf="auto", name=None) -> dict:
     """Write a Llama ``model`` (transformers) and its tokenizer to ``path`` as GGUF.
 
-    fmt: one type for every matrix, 'f16', 'q8_0', 'q4_0' or 'mxfp4', or a per-tensor mix:
+    fmt: one type for every matrix, 'f16', 'q8_0', 'q4_0', 'q4_1' or 'mxfp4', or a per-tensor mix:
     ``{'token_embd.weight': 'q8_0', 'blk.29.*': 'f16', '*': 'q4_0'}`` (see ``tensor_types``). Norm
     vectors stay F32. Returns ``{gguf tensor name: coursekit's predicted bytes}`` (``predicted_bytes``),
     to compare with the file's own sizes.

@@ -60,7 +60,8 @@ def test_e8m0():
 
 
 @pytest.mark.parametrize("fmt,expected", [("nf4", 4.5), ("fp4_e2m1", 4.5), ("mxfp4", 4.25), ("nvfp4", 4.5),
-                                          ("fp8_e4m3", 8.0), ("fp8_e5m2", 8.0), ("q8_0", 8.5), ("q4_0", 4.5)])
+                                          ("fp8_e4m3", 8.0), ("fp8_e5m2", 8.0), ("q8_0", 8.5), ("q4_0", 4.5),
+                                          ("q4_1", 5.0)])
 def test_bits_per_weight(fmt, expected):
     assert F.bits_per_weight(fmt) == expected
 
@@ -70,6 +71,7 @@ def test_storage_is_exact_with_every_scale():
     n = 256 * 768
     assert F.nbytes(shape, "q8_0") == n // 32 * 34
     assert F.nbytes(shape, "q4_0") == n // 32 * 18
+    assert F.nbytes(shape, "q4_1") == n // 32 * 20
     assert F.nbytes(shape, "mxfp4") == n // 32 * 17
     assert F.nbytes(shape, "nf4") == n // 2 + n // 64 * 4
     assert F.nbytes(shape, "nvfp4") == n // 2 + n // 16 + 4
@@ -158,6 +160,7 @@ def test_codes_and_scales_dtypes():
     kinds = {f: (F.encode(x, f).codes.dtype, F.encode(x, f).scales.dtype) for f in F.FORMATS}
     assert kinds["q8_0"] == (torch.int8, torch.float16)
     assert kinds["q4_0"] == (torch.uint8, torch.float16)
+    assert kinds["q4_1"] == (torch.uint8, torch.float16) and F.encode(x, "q4_1").scales.shape == (4, 2)
     assert kinds["mxfp4"] == (torch.uint8, torch.uint8)
     assert kinds["nf4"] == (torch.uint8, torch.float32)
     assert kinds["fp8_e4m3"][0] == torch.float8_e4m3fn

@@ -1,6 +1,6 @@
 """coursekit.formats against maintained implementations, bit for bit.
 
-* GGUF Q8_0, Q4_0 and MXFP4 against ``gguf.quants`` (the NumPy port of ggml's reference
+* GGUF Q8_0, Q4_0, Q4_1 and MXFP4 against ``gguf.quants`` (the NumPy port of ggml's reference
   quantizers, in llama.cpp's own ``gguf`` package): every byte of every block, on random tensors
   (including blocks of zeros and scales spread over 9 decades) and on more than a million real
   weights (all matrices of the course LM and the first two layers of the encoder).
@@ -19,8 +19,8 @@ gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as T  # noqa: E402
 from gguf import quants  # noqa: E402
 
-GGUF_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "mxfp4": T.MXFP4}
-TYPE_SIZE = {"q8_0": 34, "q4_0": 18, "mxfp4": 17}
+GGUF_TYPES = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "mxfp4": T.MXFP4}
+TYPE_SIZE = {"q8_0": 34, "q4_0": 18, "q4_1": 20, "mxfp4": 17}
 
 
 def _random_tensors():

@@ -22,14 +22,14 @@ def lm():
 def exported(lm, tmp_path_factory):
     model, tok = lm
     out = {}
-    for fmt in ("f16", "q8_0", "q4_0"):
+    for fmt in ("f16", "q8_0", "q4_0", "q4_1"):
         path = tmp_path_factory.mktemp("gguf") / f"tiny_lm-{fmt}.gguf"
         predicted = export_gguf(model, tok, path, fmt)
         out[fmt] = (path, predicted, read_gguf(path))
     return out
 
 
-@pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_0"])
+@pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_0", "q4_1"])
 def test_storage_accounting_exact_to_the_byte(exported, fmt):
     path, predicted, tensors = exported[fmt]
     assert set(predicted) == set(tensors)
@@ -41,7 +41,7 @@ def test_storage_accounting_exact_to_the_byte(exported, fmt):
     assert path.stat().st_size > sum(predicted.values())          # plus the header and metadata
 
 
-@pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_0"])
+@pytest.mark.parametrize("fmt", ["f16", "q8_0", "q4_0", "q4_1"])
 def test_tensors_decode_as_gguf_and_as_coursekit_roundtrip(exported, lm, fmt):
     model, _ = lm
     _, _, tensors = exported[fmt]
@@ -159,7 +159,7 @@ def test_mixed_export_exact_to_the_byte_and_roundtrip(lm, tmp_path):
      r"decided by the earlier entry 'blk.\*'"),
     ({"blk.9.*": "f16", "*": "q8_0"}, ValueError, r"fmt\['blk.9.\*'\]: .* it matches no matrix of this model"),
     ({"blk.*": "q4_0"}, ValueError, r"fmt: expected a type for every matrix .*'\*' entry.*'token_embd.weight'"),
-    ({"*": "q5_k"}, ValueError, r"fmt\['\*'\]: expected one of 'f16', 'q8_0', 'q4_0', 'mxfp4', 'f32', got 'q5_k'"),
+    ({"*": "q5_k"}, ValueError, r"fmt\['\*'\]: expected one of 'f16', 'q8_0', 'q4_0', 'q4_1', 'mxfp4', 'f32', got 'q5_k'"),
     ({"output_norm.weight": "q8_0", "*": "q8_0"}, ValueError, r"fmt\['output_norm.weight'\]: expected 'f32'"),
     ({}, ValueError, "fmt: expected a type name"),
     (["q4_0"], TypeError, r"fmt: expected a type name .* got list"),
@@ -171,7 +171,7 @@ def test_bad_mix_names_the_entry(lm, tmp_path, fmt, error, message):
 
 
 def test_bad_format(lm, tmp_path):
-    with pytest.raises(ValueError, match="fmt: expected one of 'f16', 'q8_0', 'q4_0', 'mxfp4'"):
+    with pytest.raises(ValueError, match="fmt: expected one of 'f16', 'q8_0', 'q4_0', 'q4_1', 'mxfp4'"):
         export_gguf(*lm, tmp_path / "x.gguf", "q5_k")
 
 
@@ -245,3 +245,22 @@ def test_smollm2_tokenizer_metadata_is_its_own_files(smol_exported):
     assert ours["tokenizer.ggml.pre"].contents() == "smollm"
     assert ours["llama.attention.head_count_kv"].contents() == 3
     assert ours["general.quantization_version"].contents() == 2
+
+
+def test_smollm2_as_q4_1_is_the_shipped_file_byte_for_byte(smol_exported, tmp_path):
+    """SmolLM2's weights come from a Q4_1 file (token_embd in Q8_0): quantized again with the types of
+    that file, every block of every matrix is the file's own, scale, minimum and codes. A round trip
+    this exact needs Q4_1's rounding and byte layout to be llama.cpp's, and the Q/K rows in its order."""
+    from coursekit.models import smollm2
+    model, _, _ = smol_exported
+    source = {t.name: t for t in gguf.GGUFReader(str(smollm2.gguf_path())).tensors}
+    types = {name: t.tensor_type.name.lower() for name, t in source.items() if len(t.shape) == 2}
+    assert set(types.values()) == {"q4_1", "q8_0"} and types["token_embd.weight"] == "q8_0"
+    path = tmp_path / "smollm2-q4_1.gguf"
+    predicted = export_gguf(model, M.load_lm(M.SMOLLM2)[1], path,
+                            {"token_embd.weight": "q8_0", "*": "q4_1"})
+    ours = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    assert set(ours) == set(source)
+    for name, t in source.items():
+        assert ours[name].tensor_type == t.tensor_type and int(ours[name].n_bytes) == predicted[name], name
+        assert np.array_equal(np.array(ours[name].data), np.array(t.data)), name

@@ -1,4 +1,4 @@
-"""The number formats of today's quantized models: NF4, FP4 E2M1, MXFP4, NVFP4, FP8, GGUF Q8_0/Q4_0.
+"""The number formats of today's quantized models: NF4, FP4 E2M1, MXFP4, NVFP4, FP8, GGUF Q8_0/Q4_0/Q4_1.
 
 One interface for all of them, on the block view of ``coursekit.quant`` (a tensor seen as
 ``(n_blocks, block_len)``, one scale per row of that view; no loop over blocks):
@@ -19,12 +19,13 @@ fmt            element      scale per block                   block             
 ``fp8_e5m2``   FP8 E5M2     float32 amax / 57344              tensor or row           8 (+32/block)
 ``q8_0``       int8         float16 absmax / 127              32                      8.5
 ``q4_0``       4-bit int    float16 (signed max) / -8         32                      4.5
+``q4_1``       4-bit uint   float16 (max - min) / 15, + min   32                      5.0
 =============  ===========  ================================  ======================  =============
 
 Block formats cut the last dimension: its length must be a multiple of the block (as in GGUF,
 where every row is a whole number of blocks). Each family lives in its own short module:
 ``minifloat`` (E2M1 and E8M0 bit by bit), ``nf4``, ``fp8``, ``microscaling`` (FP4, MXFP4, NVFP4)
-and ``ggml`` (Q8_0, Q4_0 and GGUF's byte layout).
+and ``ggml`` (Q8_0, Q4_0, Q4_1 and GGUF's byte layout).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ FORMATS: dict[str, FormatSpec] = {s.name: s for s in (
     FormatSpec("fp8_e5m2", 8, None, 32, description="FP8 E5M2, float32 scale per tensor or row"),
     FormatSpec("q8_0", 8, 32, 16, description="GGUF Q8_0: int8, float16 scale per 32"),
     FormatSpec("q4_0", 4, 32, 16, description="GGUF Q4_0: 4-bit, float16 scale per 32"),
+    FormatSpec("q4_1", 4, 32, 32, description="GGUF Q4_1: 4-bit, float16 scale and float16 minimum per 32"),
 )}
 
 
@@ -105,7 +107,8 @@ class Encoded:
     """A tensor in a number format: codes (n_blocks, block_len) and the scales as stored.
 
     ``codes``: uint8 (int8 for q8_0, the float8 dtype for fp8); ``scales``: one per block in the
-    stored dtype (float32, float16, uint8 E8M0 bytes or float8_e4m3fn); ``tensor_scale``: NVFP4's
+    stored dtype (float32, float16, uint8 E8M0 bytes or float8_e4m3fn), and for q4_1 two per block,
+    (n_blocks, 2) float16: the scale d and the block's minimum m; ``tensor_scale``: NVFP4's
     float32 second-level scale (None elsewhere).
     """
 
@@ -126,13 +129,13 @@ class Encoded:
         return 8 * self.nbytes / math.prod(self.shape)
 
     def to_gguf_bytes(self):
-        """ggml's block bytes (numpy uint8, one row per block) for q8_0, q4_0 and mxfp4."""
+        """ggml's block bytes (numpy uint8, one row per block) for q8_0, q4_0, q4_1 and mxfp4."""
         return ggml.block_bytes(self.fmt, self.codes, self.scales)
 
     @staticmethod
     def from_gguf_bytes(raw, shape, fmt: str) -> "Encoded":
-        """An Encoded from a GGUF tensor's bytes (q8_0, q4_0 or mxfp4) and its (rows, cols) shape."""
-        checks.check_choice(fmt, "fmt", ("q8_0", "q4_0", "mxfp4"))
+        """An Encoded from a GGUF tensor's bytes (q8_0, q4_0, q4_1 or mxfp4) and its (rows, cols) shape."""
+        checks.check_choice(fmt, "fmt", ("q8_0", "q4_0", "q4_1", "mxfp4"))
         shape = tuple(shape)
         codes, scales = ggml.from_block_bytes(fmt, raw)
         if codes.numel() != math.prod(shape):
@@ -143,10 +146,12 @@ class Encoded:
 _ENCODERS = {
     "nf4": nf4.encode_blocks, "fp4_e2m1": microscaling.encode_fp4, "mxfp4": microscaling.encode_mxfp4,
     "nvfp4": microscaling.encode_nvfp4, "q8_0": ggml.encode_q8_0, "q4_0": ggml.encode_q4_0,
+    "q4_1": ggml.encode_q4_1,
 }
 _DECODERS = {
     "nf4": nf4.decode_blocks, "fp4_e2m1": microscaling.decode_fp4, "mxfp4": microscaling.decode_mxfp4,
     "nvfp4": microscaling.decode_nvfp4, "q8_0": ggml.decode_q8_0, "q4_0": ggml.decode_q4_0,
+    "q4_1": ggml.decode_q4_1,
 }
 
 
