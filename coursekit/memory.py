@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 
 from . import checks
-from .training_memory import ZERO_STAGES, saved_activation_bytes, training_state_bytes, zero_bytes_per_gpu
+from .training_memory import (ZERO_STAGES, _storage_key_and_nbytes, saved_activation_bytes, training_state_bytes,
+                              zero_bytes_per_gpu)
 
 __all__ = [
     "bytes_per_param", "nbytes_for", "format_bytes", "MemoryRow", "memory_table",
@@ -160,14 +161,6 @@ def _plain_tensors(t: torch.Tensor):
     inner_names, _ = t.__tensor_flatten__()
     for name in inner_names:
         yield from _plain_tensors(getattr(t, name))
-
-
-def _storage_key_and_nbytes(t: torch.Tensor):
-    storage = t.untyped_storage()
-    ptr = storage.data_ptr()
-    # Meta tensors (and empty storages) have no address: count each one on its own.
-    key = (t.device, ptr) if ptr else ("id", id(t))
-    return key, storage.nbytes()
 
 
 def tensor_nbytes(t: torch.Tensor) -> int:
@@ -438,4 +431,3 @@ def peak_memory(fn, *args, device=None, interval=0.001, **kwargs):
     if device.type != "cpu":
         checks.fail("device", "a CPU or CUDA device", str(device))
     return _peak_cpu(fn, args, kwargs, interval)
-

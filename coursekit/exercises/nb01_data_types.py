@@ -107,7 +107,6 @@ def widest_fitting_bits(n_params, gpu_gb):
     return None
 
 
-
 def _zero_cases():
     seven_b = 7_000_000_000
     return [
@@ -142,6 +141,7 @@ def zero_bytes_per_gpu(n_params, n_gpus, stage):
     if stage >= 3:
         weights /= n_gpus
     return weights + gradients + optimizer
+
 
 def _fp16_cases():
     return [(1 / 3,), (0.1,), (1.0,), (-2.5,), (65504.0,), (65520.0,), (70000.0,), (-1e6,),
