@@ -8,6 +8,8 @@ Three questions a learner asks before quantizing anything:
   optimum-quanto's tensor subclasses. ``transformers``' ``get_memory_footprint()`` multiplies
   element counts by the *outer* dtype, so it still reports float sizes after quantization.
 * "How much memory does this step need at its worst?" -- ``peak_memory``.
+* "What besides the weights?" -- ``training_state_bytes``, ``saved_activation_bytes`` and
+  ``zero_bytes_per_gpu``, exact counts from ``coursekit.training_memory``, re-exported here.
 
 Units: 1 GB = 10^9 bytes everywhere in this module (the unit GPU vendors use: a "16 GB" T4 is
 compared against 16e9 bytes). Formulas in this module count weights only, not activations,
@@ -28,11 +30,14 @@ from dataclasses import dataclass
 import torch
 
 from . import checks
+from .training_memory import (ZERO_STAGES, _storage_key_and_nbytes, saved_activation_bytes, training_state_bytes,
+                              zero_bytes_per_gpu)
 
 __all__ = [
     "bytes_per_param", "nbytes_for", "format_bytes", "MemoryRow", "memory_table",
     "format_memory_table", "WEIGHT_SHARE", "model_nbytes", "tensor_nbytes", "peak_memory", "GB",
-    "MemoryTrace", "memory_trace", "memory_trace_in_new_process",
+    "MemoryTrace", "memory_trace", "memory_trace_in_new_process", "training_state_bytes",
+    "saved_activation_bytes", "ZERO_STAGES", "zero_bytes_per_gpu",
 ]
 
 GB = 1e9
@@ -156,14 +161,6 @@ def _plain_tensors(t: torch.Tensor):
     inner_names, _ = t.__tensor_flatten__()
     for name in inner_names:
         yield from _plain_tensors(getattr(t, name))
-
-
-def _storage_key_and_nbytes(t: torch.Tensor):
-    storage = t.untyped_storage()
-    ptr = storage.data_ptr()
-    # Meta tensors (and empty storages) have no address: count each one on its own.
-    key = (t.device, ptr) if ptr else ("id", id(t))
-    return key, storage.nbytes()
 
 
 def tensor_nbytes(t: torch.Tensor) -> int:

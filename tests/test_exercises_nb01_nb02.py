@@ -28,6 +28,7 @@ WRONG = {
     "01.widest_fitting_bits": (lambda n, gb: next((b for b in (32, 16, 8, 4) if n * b / 8 <= gb * 1e9), None),
                                "expected 8"),
     "01.to_fp16": (lambda x: torch.tensor(x).bfloat16().item(), "expected 0.333252"),
+    "01.zero_bytes_per_gpu": (lambda n, gpus, stage: 16 * n / (gpus if stage else 1), "expected 3.85e+10"),
     # 02: model casting
     "02.most_changed": (lambda names, before, after: names[max(
         range(len(names)), key=lambda i: (after[i].float() - before[i].float()).norm().item())], "expected 'pair'"),

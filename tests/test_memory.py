@@ -195,3 +195,100 @@ def test_memory_trace_rejects_bad_arguments():
         mem.memory_trace_in_new_process(lambda: 1)
     with pytest.raises(RuntimeError, match="measuring 'undefined_name' in a new process failed"):
         mem.memory_trace_in_new_process("undefined_name")
+
+
+# -- beyond the weights ---------------------------------------------------------------------------
+
+def _adam_step(model, x):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(x).square().sum().backward()
+    opt.step()
+    return opt
+
+
+def test_training_state_bytes_of_fp32_adam_is_16_bytes_per_parameter():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 8))
+    n = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    assert mem.training_state_bytes(model, opt) == {"weights": 4 * n, "gradients": 0, "optimizer state": 0}
+    opt = _adam_step(model, torch.randn(5, 32))
+    got = mem.training_state_bytes(model, opt)
+    steps = sum(s["step"].numel() * s["step"].element_size() for s in opt.state.values())
+    assert got == {"weights": 4 * n, "gradients": 4 * n, "optimizer state": 8 * n + steps}
+    model.half()   # gradients and moments follow the storage they measure, not a fixed 4 bytes
+    assert mem.training_state_bytes(model, opt)["weights"] == 2 * n
+
+
+def test_training_state_bytes_counts_a_tied_weight_once():
+    emb = nn.Embedding(100, 16)
+    head = nn.Linear(16, 100, bias=False)
+    head.weight = emb.weight
+    model = nn.ModuleDict({"emb": emb, "head": head})
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert mem.training_state_bytes(model, opt)["weights"] == 100 * 16 * 4
+
+
+def test_training_state_bytes_bad_arguments():
+    with pytest.raises(TypeError, match="model"):
+        mem.training_state_bytes("model", None)
+    with pytest.raises(TypeError, match="optimizer"):
+        mem.training_state_bytes(nn.Linear(2, 2), [1, 2])
+
+
+def test_saved_activation_bytes_of_a_linear_relu_stack():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 8))
+    x = torch.randn(10, 32)
+    out, nbytes = mem.saved_activation_bytes(model, x, exclude=model)
+    # linear 1 saves x (10x32); ReLU saves its output (10x64), which linear 2 saves too: one storage
+    assert nbytes == (10 * 32 + 10 * 64) * 4
+    assert out.shape == (10, 8)
+    _, with_weights = mem.saved_activation_bytes(model, x)
+    # the second layer saves its weight to pass the gradient back to its input; the first does not
+    # need to (x needs no gradient)
+    assert with_weights == nbytes + 8 * 64 * 4
+    with torch.no_grad():
+        assert mem.saved_activation_bytes(model, x)[1] == 0          # nothing is saved without autograd
+
+
+def test_saved_activation_bytes_sees_checkpointing_save_only_the_input():
+    from torch.utils.checkpoint import checkpoint
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Sequential(nn.Linear(64, 64), nn.Tanh()) for _ in range(4)])
+    x = torch.randn(16, 64, requires_grad=True)
+    _, plain = mem.saved_activation_bytes(model, x, exclude=model)
+
+    def checkpointed(x):
+        for block in model:
+            x = checkpoint(block, x, use_reentrant=False)
+        return x
+
+    out, kept = mem.saved_activation_bytes(checkpointed, x, exclude=model)
+    assert plain == (1 + 4) * 16 * 64 * 4     # x, then each Tanh output (the next Linear's input)
+    assert kept == 4 * 16 * 64 * 4            # one input per checkpointed block
+    out.sum().backward()                      # and the gradient still arrives
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_saved_activation_bytes_bad_arguments():
+    with pytest.raises(TypeError, match="fn"):
+        mem.saved_activation_bytes(3)
+    with pytest.raises(TypeError, match="exclude"):
+        mem.saved_activation_bytes(lambda: None, exclude=[torch.zeros(1)])
+
+
+@pytest.mark.parametrize("stage, expected_gb", [(0, 112.0), (1, 28 + 84 / 8), (2, 14 + 98 / 8), (3, 112 / 8)])
+def test_zero_bytes_per_gpu_7b_on_8_gpus(stage, expected_gb):
+    assert mem.zero_bytes_per_gpu(7e9, 8, stage) == pytest.approx(expected_gb * 1e9)
+
+
+def test_zero_bytes_per_gpu_one_gpu_and_bad_arguments():
+    assert {mem.zero_bytes_per_gpu(1e9, 1, s) for s in range(4)} == {16e9}
+    assert mem.zero_bytes_per_gpu(1e9, 4, 3, weight_bytes=4, grad_bytes=4, optimizer_bytes=8) == 4e9
+    with pytest.raises(ValueError, match="stage"):
+        mem.zero_bytes_per_gpu(1e9, 8, 4)
+    with pytest.raises(ValueError, match="n_gpus"):
+        mem.zero_bytes_per_gpu(1e9, 0, 1)
+    with pytest.raises(TypeError, match="n_gpus"):
+        mem.zero_bytes_per_gpu(1e9, 2.5, 1)

@@ -1,4 +1,5 @@
-"""Exercises of notebook 01 (data types): which format fits, integer widths, two's complement, float16 rounding.
+"""Exercises of notebook 01 (data types): which format fits, ZeRO's bytes per GPU, integer widths, two's
+complement, float16 rounding.
 
 Integer answers are compared exactly (atol = rtol = 0): an off-by-one range must fail even for
 64-bit integers, where a relative tolerance would hide it.
@@ -104,6 +105,42 @@ def widest_fitting_bits(n_params, gpu_gb):
         if n_params * bits / 8 <= WEIGHT_SHARE * gpu_gb * 1e9:
             return bits
     return None
+
+
+def _zero_cases():
+    seven_b = 7_000_000_000
+    return [
+        (seven_b, 8, 1),         # the notebook's example: only the optimizer state is split
+        (seven_b, 8, 0),         # plain data parallel: every GPU holds all 16 bytes per parameter
+        (seven_b, 8, 2), (seven_b, 8, 3),
+        (seven_b, 1, 0), (seven_b, 1, 3),   # one GPU: sharding changes nothing at any stage
+        (seven_b, 64, 1), (seven_b, 64, 2), (seven_b, 64, 3),
+        (70_000_000_000, 1024, 3),          # a 70B model on 1024 GPUs
+        (3_000_000_000, 3, 2),              # bytes that do not divide evenly: a float
+        (0, 8, 3),                          # no parameters, no bytes
+    ]
+
+
+@exercise(title="ZeRO: training bytes on each GPU", cases=_zero_cases,
+          forbid=("coursekit.memory.zero_bytes_per_gpu",),
+          hint=("go part by part: per parameter, 2 bytes of weights, 2 of gradients and 12 of optimizer "
+                "state (the fp32 master copy and both moments). Each stage splits one more part across the "
+                "GPUs, the optimizer state first. On one GPU every stage costs 16 bytes per parameter.",
+                "start from the three parts in bytes (2, 2 and 12 times n_params); from stage 1 on divide "
+                "the optimizer part by n_gpus, from stage 2 on the gradients too, at stage 3 the weights too; "
+                "return the sum as a float.",
+                "stage 2, for example, is 2 * n_params + (2 + 12) * n_params / n_gpus; stage 0 is "
+                "16 * n_params whatever n_gpus is."))
+def zero_bytes_per_gpu(n_params, n_gpus, stage):
+    """Bytes of mixed-precision Adam training state on each GPU under ZeRO `stage` (0 = plain data parallel)."""
+    weights, gradients, optimizer = 2.0 * n_params, 2.0 * n_params, 12.0 * n_params
+    if stage >= 1:
+        optimizer /= n_gpus
+    if stage >= 2:
+        gradients /= n_gpus
+    if stage >= 3:
+        weights /= n_gpus
+    return weights + gradients + optimizer
 
 
 def _fp16_cases():
