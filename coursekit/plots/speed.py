@@ -56,7 +56,7 @@ def plot_roofline(points: dict, bandwidth_gb_s: float, peaks_gflops: dict, measu
         ax.axvline(ridges[roof], color=roof_color[roof], ls=":", lw=1)
         ax.annotate(f"ridge {ridges[roof]:.3g} flop/B", (ridges[roof], peak), textcoords="offset points",
                     xytext=(4, -12), fontsize=7, color=roof_color[roof])
-    markers = "osD^vP*Xhp"
+    markers = "osD^v<>ph8"            # shapes that read as well hollow as filled
     style = {label: (markers[i % len(markers)], f"C{(i + len(peaks_gflops)) % 10}")   # a label looks alike
              for i, label in enumerate(dict.fromkeys([*points, *measured]))}          # in both sets
     for label, (intensity, roof) in points.items():
@@ -66,8 +66,8 @@ def plot_roofline(points: dict, bandwidth_gb_s: float, peaks_gflops: dict, measu
     for label, (intensity, gflops) in measured.items():
         ax.scatter(intensity, gflops, s=50, marker=style[label][0], facecolors="none", edgecolors=style[label][1],
                    linewidths=1.5, zorder=4, label=f"{label} (measured)")
-        ax.annotate(f"{gflops / intensity:.3g} GB/s", (intensity, gflops), textcoords="offset points",
-                    xytext=(6, -3), fontsize=6.5, color=style[label][1])
+        ax.annotate(f"{gflops / intensity:.2g} GB/s", (intensity, gflops), textcoords="offset points",
+                    xytext=(0, -11), ha="center", fontsize=6.5, color=style[label][1])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (flop per byte moved)")
