@@ -22,16 +22,41 @@ def test_roofline_draws_one_roof_per_peak_and_puts_points_on_their_roof():
     texts = [t.get_text() for t in ax.texts]
     assert "ridge 10 flop/B" in texts and "ridge 20 flop/B" in texts      # peak / bandwidth
     offsets = {c.get_label(): tuple(c.get_offsets()[0]) for c in ax.collections}
-    assert offsets["fp32, batch 1"] == pytest.approx((0.5, 10.0))           # memory-bound: I x bandwidth
-    assert offsets["int4, batch 1"] == pytest.approx((3.76, 75.2))
-    assert offsets["fp32, batch 64"] == pytest.approx((31.0, 200.0))        # compute-bound: the peak
+    assert offsets["fp32, batch 1 (predicted)"] == pytest.approx((0.5, 10.0))   # memory-bound: I x bandwidth
+    assert offsets["int4, batch 1 (predicted)"] == pytest.approx((3.76, 75.2))
+    assert offsets["fp32, batch 64 (predicted)"] == pytest.approx((31.0, 200.0))  # compute-bound: the peak
     assert offsets["fp32, batch 1 (measured)"] == pytest.approx((0.5, 7.0))
+    assert "14 GB/s" in texts                                               # achieved: 7 GFLOP/s / 0.5 flop/B
+
+
+def test_roofline_without_measurements_labels_points_plainly():
+    fig = plots.plot_roofline(POINTS, 20.0, PEAKS)
+    ax = fig.axes[0]
+    assert sorted(c.get_label() for c in ax.collections) == sorted(POINTS)
+    assert not any("GB/s" in t.get_text() for t in ax.texts)
+    assert ax.get_ylabel() == "attainable GFLOP/s"
+
+
+def test_roofline_measured_points_are_hollow_and_state_their_bandwidth():
+    measured = {"fp32, batch 1": (0.5, 9.0), "int4, batch 1": (3.76, 41.36), "fp32, batch 64": (31.0, 155.0)}
+    fig = plots.plot_roofline(POINTS, 20.0, PEAKS, measured=measured)
+    ax = fig.axes[0]
+    by_label = {c.get_label(): c for c in ax.collections}
+    for label, (intensity, gflops) in measured.items():
+        dot = by_label[f"{label} (measured)"]
+        assert tuple(dot.get_offsets()[0]) == pytest.approx((intensity, gflops))
+        assert len(dot.get_facecolor()) == 0 or dot.get_facecolor()[0][3] == 0     # hollow
+    texts = [t.get_text() for t in ax.texts]
+    assert {"18 GB/s", "11 GB/s", "5 GB/s"} <= set(texts)                 # GFLOP/s / (flop per byte)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "int4, batch 1 (predicted)" in legend and "int4, batch 1 (measured)" in legend
+    assert "achieved" in ax.get_ylabel()
 
 
 def test_roofline_measured_point_looks_like_its_predicted_one():
     fig = plots.plot_roofline(POINTS, 20.0, PEAKS, measured={"int4, batch 1": (3.76, 40.0)})
     by_label = {c.get_label(): c for c in fig.axes[0].collections}
-    predicted, measured = by_label["int4, batch 1"], by_label["int4, batch 1 (measured)"]
+    predicted, measured = by_label["int4, batch 1 (predicted)"], by_label["int4, batch 1 (measured)"]
     assert tuple(predicted.get_facecolor()[0]) == tuple(measured.get_edgecolor()[0])
 
 
@@ -45,6 +70,13 @@ def test_roofline_measured_point_looks_like_its_predicted_one():
 def test_roofline_rejects_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         plots.plot_roofline(*args)
+
+
+@pytest.mark.parametrize("measured,match", [({"x": (0.0, 5.0)}, r"measured\['x'\] intensity"),
+                                            ({"x": (1.0, -5.0)}, r"measured\['x'\] GFLOP/s")])
+def test_roofline_rejects_bad_measurements(measured, match):
+    with pytest.raises(ValueError, match=match):
+        plots.plot_roofline(POINTS, 20.0, PEAKS, measured=measured)
 
 
 def test_time_vs_floor_has_one_panel_per_situation_and_writes_the_ratio():

@@ -22,9 +22,12 @@ def plot_roofline(points: dict, bandwidth_gb_s: float, peaks_gflops: dict, measu
     (peak / bandwidth) a workload is memory-bound, right of it compute-bound.
 
     ``points`` is {label: (intensity, roof)}: each is drawn on the roof named ``roof``, a key of
-    ``peaks_gflops`` ({roof: GFLOP/s}, e.g. a measured fp32 and bf16 matmul). ``measured`` adds
-    achieved performance as hollow markers, {label: (intensity, GFLOP/s)}. Both axes are
-    logarithmic: the memory roof is then a line of slope 1.
+    ``peaks_gflops`` ({roof: GFLOP/s}, e.g. a measured fp32 and bf16 matmul): where the roofline
+    predicts it. ``measured`` adds achieved performance, {label: (intensity, GFLOP/s)} (flops /
+    measured time), as hollow markers of the same shape and colour as the predicted point of the
+    same label; the legend then says which is which. Beside each measured point is its achieved
+    bandwidth, GFLOP/s / intensity = bytes / time in GB/s. Both axes are logarithmic: the memory
+    roof is then a line of slope 1.
     """
     if not points:
         checks.fail("points", "a non-empty {label: (flop per byte, roof)}", "an empty one")
@@ -37,9 +40,13 @@ def plot_roofline(points: dict, bandwidth_gb_s: float, peaks_gflops: dict, measu
         checks.check_number(intensity, f"points[{label!r}] intensity", positive=True)
         checks.check_choice(roof, f"points[{label!r}] roof", peaks_gflops)
     measured = measured or {}
+    for label, (intensity, gflops) in measured.items():
+        checks.check_number(intensity, f"measured[{label!r}] intensity", positive=True)
+        checks.check_number(gflops, f"measured[{label!r}] GFLOP/s", positive=True)
     ridges = {roof: peak / bandwidth_gb_s for roof, peak in peaks_gflops.items()}
     xs = [i for i, _ in points.values()] + [i for i, _ in measured.values()] + list(ridges.values())
     lo, hi = min(xs) / 3, max(xs) * 3
+    predicted_suffix = " (predicted)" if measured else ""
     grid = [lo * (hi / lo) ** (k / 200) for k in range(201)]
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     roof_color = {roof: f"C{i}" for i, roof in enumerate(peaks_gflops)}
@@ -49,20 +56,22 @@ def plot_roofline(points: dict, bandwidth_gb_s: float, peaks_gflops: dict, measu
         ax.axvline(ridges[roof], color=roof_color[roof], ls=":", lw=1)
         ax.annotate(f"ridge {ridges[roof]:.3g} flop/B", (ridges[roof], peak), textcoords="offset points",
                     xytext=(4, -12), fontsize=7, color=roof_color[roof])
-    markers = "osD^vP*Xhp"
+    markers = "osD^v<>ph8"            # shapes that read as well hollow as filled
     style = {label: (markers[i % len(markers)], f"C{(i + len(peaks_gflops)) % 10}")   # a label looks alike
              for i, label in enumerate(dict.fromkeys([*points, *measured]))}          # in both sets
     for label, (intensity, roof) in points.items():
         y = min(peaks_gflops[roof], intensity * bandwidth_gb_s)
         ax.scatter(intensity, y, s=50, marker=style[label][0], color=style[label][1], zorder=3,
-                   edgecolors="white", linewidths=0.5, label=label)
+                   edgecolors="white", linewidths=0.5, label=label + predicted_suffix)
     for label, (intensity, gflops) in measured.items():
         ax.scatter(intensity, gflops, s=50, marker=style[label][0], facecolors="none", edgecolors=style[label][1],
-                   zorder=3, label=f"{label} (measured)")
+                   linewidths=1.5, zorder=4, label=f"{label} (measured)")
+        ax.annotate(f"{gflops / intensity:.2g} GB/s", (intensity, gflops), textcoords="offset points",
+                    xytext=(0, -11), ha="center", fontsize=6.5, color=style[label][1])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (flop per byte moved)")
-    ax.set_ylabel("attainable GFLOP/s")
+    ax.set_ylabel("GFLOP/s: attainable (roof), achieved (hollow)" if measured else "attainable GFLOP/s")
     ax.set_title(title or f"Roofline: memory at {bandwidth_gb_s:.3g} GB/s", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
