@@ -16,8 +16,9 @@ checked against a program that shares no code with it (``make llama-cpp`` builds
   ``tokenizer.ggml.pre`` changes them silently).
 * ``generate(path, prompt, max_new_tokens)``: greedy continuation (llama-simple), the prompt
   included, like ``coursekit.models.generate``.
+* ``tokens_per_second(path)``: how fast llama.cpp generates with the file, from its own timer.
 
-What still differs is arithmetic, not reading: with Q8_0 or Q4_0 weights, llama.cpp's CPU kernels
+What still differs is arithmetic, not reading: with Q8_0, Q4_0 or Q4_1 weights, llama.cpp's CPU kernels
 round each matrix product's *input* to Q8_0 blocks too (its integer dot products need both sides in
 8 bits). On the course LM that moves perplexity by 0.01 %; on SmolLM2 (30 layers) by 0.4 %.
 ``q8_activations(model)`` does the same rounding in the package and removes that bias (SmolLM2's
@@ -41,7 +42,7 @@ from .checks import check_instance, check_int, fail
 from .models.evaluation import SLICE_TOKENS, SlicePerplexity
 
 __all__ = ["ENV", "TOOLS", "LlamaCppNotBuiltError", "bin_dir", "available", "tool", "tokenize",
-           "perplexity", "generate", "q8_activations"]
+           "perplexity", "generate", "tokens_per_second", "q8_activations"]
 
 #: Environment variable: a folder holding llama.cpp's tools (default: the repository's .llama.cpp/bin).
 ENV = "COURSEKIT_LLAMA_CPP"
@@ -181,11 +182,29 @@ def generate(path, prompt: str, max_new_tokens: int = 30) -> str:
     return out[:-1] if out.endswith("\n") else out
 
 
+def tokens_per_second(path, prompt: str = "The history of the printing press", new_tokens: int = 64) -> float:
+    """Tokens per second of greedy generation with the GGUF file ``path`` in llama.cpp (llama-simple),
+    the prompt excluded: llama.cpp's own timer of its generation steps ("eval time"), so loading the
+    file and reading the prompt do not count. Generation stops early at an end token; the rate is
+    over the steps it ran. A timing: it changes from run to run and with what else the machine does."""
+    path = _check_file(path)
+    check_instance(prompt, "prompt", str, "a non-empty str")
+    if not prompt.strip():
+        fail("prompt", "a non-empty str", repr(prompt))
+    new_tokens = check_int(new_tokens, "new_tokens", low=2)
+    done = _run([tool("llama-simple"), "-m", path, "-n", new_tokens, prompt], "llama-simple")
+    found = re.search(r"\beval time =\s*([\d.]+) ms /\s*(\d+) runs", done.stderr + done.stdout)
+    if not found or int(found.group(2)) == 0:
+        raise RuntimeError(f"llama-simple printed no generation timing: {done.stderr.strip()[-300:]!r}")
+    return int(found.group(2)) / (float(found.group(1)) / 1e3)
+
+
 @contextlib.contextmanager
 def q8_activations(model):
     """Inside the block, every ``nn.Linear`` of ``model`` rounds its input to Q8_0 blocks of 32 along
     the input features (absmax / 127 scale, as ``coursekit.formats``' 'q8_0'), as llama.cpp's CPU
-    kernels do before multiplying by Q8_0 or Q4_0 weights. Not for F16 files (llama.cpp rounds those
+    kernels do before multiplying by Q8_0, Q4_0 or Q4_1 weights (Q4_1's partner, Q8_1, has the same
+    codes and scale, plus their sum). Not for F16 files (llama.cpp rounds those
     inputs to F16 only)."""
     import torch
 
@@ -193,7 +212,8 @@ def q8_activations(model):
 
     def round_input(module, args):
         x = args[0]
-        return (formats.roundtrip(x.reshape(-1, x.shape[-1]), "q8_0").reshape(x.shape),) + tuple(args[1:])
+        rounded = formats.roundtrip(x.reshape(-1, x.shape[-1]), "q8_0").reshape(x.shape)
+        return (rounded.to(device=x.device, dtype=x.dtype),) + tuple(args[1:])
 
     hooks = [m.register_forward_pre_hook(round_input) for m in model.modules() if isinstance(m, torch.nn.Linear)]
     try:

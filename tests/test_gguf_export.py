@@ -9,7 +9,7 @@ import coursekit.models as M
 gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as T, quants  # noqa: E402
 
-from coursekit.gguf_export import (export_gguf, file_weight_bytes, gguf_name, load_gguf_weights,  # noqa: E402
+from coursekit.gguf_export import (as_exported, export_gguf, file_weight_bytes, gguf_name, load_gguf_weights,  # noqa: E402
                                    predicted_bytes, read_gguf, tensor_types, tokenizer_pre)
 
 
@@ -264,3 +264,26 @@ def test_smollm2_as_q4_1_is_the_shipped_file_byte_for_byte(smol_exported, tmp_pa
     for name, t in source.items():
         assert ours[name].tensor_type == t.tensor_type and int(ours[name].n_bytes) == predicted[name], name
         assert np.array_equal(np.array(ours[name].data), np.array(t.data)), name
+
+
+def test_as_exported_holds_the_files_values_and_gives_the_weights_back(lm, exported):
+    """Scoring inside as_exported is scoring the file: the same values as the file read back, bit for
+    bit; the weights are the original ones afterwards, also after an error inside."""
+    model, _ = lm
+    before = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    path = exported["q4_0"][0]
+    with as_exported(model, "q4_0"):
+        inside = {n: p.detach().clone() for n, p in model.state_dict().items()}
+    file_model, _ = M.load_lm()
+    load_gguf_weights(file_model, path)
+    for n, p in file_model.state_dict().items():
+        assert torch.equal(inside[n], p), n
+        assert torch.equal(model.state_dict()[n], before[n]), n
+    assert not torch.equal(inside["model.layers.0.mlp.up_proj.weight"], before["model.layers.0.mlp.up_proj.weight"])
+    with pytest.raises(RuntimeError, match="boom"):
+        with as_exported(model, {"blk.0.*": "f16", "*": "q8_0"}):
+            raise RuntimeError("boom")
+    assert all(torch.equal(p, before[n]) for n, p in model.state_dict().items())
+    with pytest.raises(ValueError, match="fmt"):
+        with as_exported(model, "q5_k"):
+            pass
