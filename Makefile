@@ -91,20 +91,23 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # llama.cpp's command-line tools, built once from the pinned source (requirements-llamacpp.txt) into
-# .llama.cpp/bin, for coursekit.llamacpp: an independent client that loads and scores the course's GGUF
-# files. Optional: `make setup` never builds it, and its tests skip without it. About 6 CPU-minutes
-# (29 min wall on a busy 2-core machine at nice 19); a rerun after a change compiles only what changed.
-# LLAMA_CPP_JOBS=N sets the compile jobs (default: every core). scripts/llamacpp_agreement.py compares.
-LLAMA_CPP_STAMP := .llama.cpp/.built
+# $(LLAMA_CPP_DIR)/bin (default .llama.cpp/bin), for coursekit.llamacpp: an independent client that loads
+# and scores the course's GGUF files. Optional: `make setup` never builds it, and its tests (and notebook
+# 14's llama.cpp cells) skip without it. About 8 CPU-minutes (4 to 8 min wall on 2 cores); a rerun after
+# a change compiles only what changed. LLAMA_CPP_JOBS=N sets the compile jobs (default: every core).
+# LLAMA_CPP_DIR=folder builds elsewhere (CI keeps one build per machine); scripts/llamacpp_agreement.py compares.
+LLAMA_CPP_DIR ?= .llama.cpp
+export LLAMA_CPP_DIR
+LLAMA_CPP_STAMP := $(LLAMA_CPP_DIR)/.built
 llama-cpp: $(LLAMA_CPP_STAMP)
 
 $(LLAMA_CPP_STAMP): requirements-llamacpp.txt scripts/build_llama_cpp.sh
 	PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/build_llama_cpp.sh
 	@touch $@
 
-# The tests that need llama.cpp (they skip without it).
+# The tests that need llama.cpp, with the tools of $(LLAMA_CPP_DIR).
 test-llama-cpp: setup llama-cpp
-	$(THREADS) $(BIN)/python -m pytest -q tests/test_llamacpp.py
+	$(THREADS) COURSEKIT_LLAMA_CPP=$(abspath $(LLAMA_CPP_DIR))/bin $(BIN)/python -m pytest -q tests/test_llamacpp.py
 
 # Speed, memory and accuracy against the alternatives: benchmarks/results/report.md
 bench: setup
