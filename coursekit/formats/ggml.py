@@ -26,9 +26,9 @@ float32 rounds to -7.5: code trunc(1.0) = 1 here and in gguf-py, but trunc(0.999
 a fused multiply-add. Our bytes equal gguf-py's; a llama.cpp build may differ from both on such
 ties, which are rare: none among 6.4 million random normal weights (200,000 blocks).
 Q4_1 rounds as trunc((x - m) * id + 0.5), with the same contraction caveat.
-Byte layout of a block: the scale first (2 bytes, little-endian float16; MXFP4: 1 E8M0 byte; Q4_1: d,
-then m, 2 bytes each), then the codes; for 4-bit codes element j sits in the low nibble of byte j and element j + 16 in its
-high nibble.
+Byte layout of a block: the scale first (2 bytes, little-endian float16; MXFP4: 1 E8M0 byte; Q4_1:
+d, then m, 2 bytes each), then the codes; for 4-bit codes element j sits in the low nibble of byte j
+and element j + 16 in its high nibble.
 """
 
 from __future__ import annotations
