@@ -169,16 +169,19 @@ def perplexity(path, slices, tokens: int = SLICE_TOKENS, threads: int | None = N
                            tokens=(window - 1,) * len(nll), pooled=math.exp(sum(nll) / len(nll)))
 
 
-def generate(path, prompt: str, max_new_tokens: int = 30) -> str:
-    """Greedy continuation of ``prompt`` by llama.cpp (llama-simple); returns prompt + continuation,
-    stopping early at an end-of-generation token, like ``coursekit.models.generate``."""
+def _simple(path, prompt, new_tokens: int) -> subprocess.CompletedProcess:
+    """llama-simple's greedy run of ``new_tokens`` tokens after ``prompt`` (arguments checked)."""
     path = _check_file(path)
     check_instance(prompt, "prompt", str, "a non-empty str")
     if not prompt.strip():
         fail("prompt", "a non-empty str", repr(prompt))
-    max_new_tokens = check_int(max_new_tokens, "max_new_tokens", low=1)
-    done = _run([tool("llama-simple"), "-m", path, "-n", max_new_tokens, prompt], "llama-simple")
-    out = done.stdout
+    return _run([tool("llama-simple"), "-m", path, "-n", new_tokens, prompt], "llama-simple")
+
+
+def generate(path, prompt: str, max_new_tokens: int = 30) -> str:
+    """Greedy continuation of ``prompt`` by llama.cpp (llama-simple); returns prompt + continuation,
+    stopping early at an end-of-generation token, like ``coursekit.models.generate``."""
+    out = _simple(path, prompt, check_int(max_new_tokens, "max_new_tokens", low=1)).stdout
     return out[:-1] if out.endswith("\n") else out
 
 
@@ -187,12 +190,7 @@ def tokens_per_second(path, prompt: str = "The history of the printing press", n
     the prompt excluded: llama.cpp's own timer of its generation steps ("eval time"), so loading the
     file and reading the prompt do not count. Generation stops early at an end token; the rate is
     over the steps it ran. A timing: it changes from run to run and with what else the machine does."""
-    path = _check_file(path)
-    check_instance(prompt, "prompt", str, "a non-empty str")
-    if not prompt.strip():
-        fail("prompt", "a non-empty str", repr(prompt))
-    new_tokens = check_int(new_tokens, "new_tokens", low=2)
-    done = _run([tool("llama-simple"), "-m", path, "-n", new_tokens, prompt], "llama-simple")
+    done = _simple(path, prompt, check_int(new_tokens, "new_tokens", low=2))
     found = re.search(r"\beval time =\s*([\d.]+) ms /\s*(\d+) runs", done.stderr + done.stdout)
     if not found or int(found.group(2)) == 0:
         raise RuntimeError(f"llama-simple printed no generation timing: {done.stderr.strip()[-300:]!r}")

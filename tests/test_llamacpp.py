@@ -48,6 +48,12 @@ def test_bad_arguments(tmp_path):
         llamacpp.perplexity(tmp_path / "x.gguf", "text", tokens=300)
     with pytest.raises(TypeError, match="slices: expected a non-empty str or a non-empty list"):
         llamacpp.perplexity(tmp_path / "x.gguf", [])
+    with pytest.raises(FileNotFoundError, match="path: expected an existing .gguf file"):
+        llamacpp.tokens_per_second(tmp_path / "missing.gguf")
+    with pytest.raises(ValueError, match="prompt: expected a non-empty str"):
+        llamacpp.tokens_per_second(tmp_path / "x.gguf", prompt="  ")
+    with pytest.raises(ValueError, match="max_new_tokens: expected"):
+        llamacpp.generate(tmp_path / "x.gguf", "text", max_new_tokens=0)
 
 
 @pytest.fixture(scope="module", params=[None, M.SMOLLM2], ids=["course_lm", "smollm2"])
@@ -106,3 +112,10 @@ def test_greedy_generation_matches(exports):
     ours = M.generate(model, tok, prompt, max_new_tokens=8)
     theirs = llamacpp.generate(files["q8_0"], prompt, max_new_tokens=8)
     assert theirs == ours
+
+
+@needs_llama_cpp
+def test_tokens_per_second_is_llama_cpps_own_timing(exports):
+    _, _, _, files = exports
+    rate = llamacpp.tokens_per_second(files["q4_0"], new_tokens=16)
+    assert 1 < rate < 1e5
