@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lab test unit nbtest test-kernels test-kernels-sse test-perturbed execute bench release browser train-lm colab-check clean llama-cpp test-llama-cpp
+.PHONY: setup lab test unit nbtest test-kernels test-kernels-sse test-perturbed test-drift execute bench release browser train-lm colab-check clean llama-cpp test-llama-cpp
 
 # coursekit.warmup builds optimum-quanto's kernels and converts SmolLM2 once into coursekit's cache.
 setup: $(STAMP)
@@ -74,6 +74,12 @@ test-kernels-sse: setup
 PERTURB ?= 1e-6
 test-perturbed: setup
 	$(THREADS) COURSEKIT_PERTURB=$(PERTURB) $(BIN)/python -m pytest -q $(NBVAL) $(NOTEBOOKS)
+
+# Both at once, in one pass over the notebooks: another CPU's kernels *and* the nudged weights (what CI
+# runs after `make test`; a learner's CPU drifts by both kinds of rounding at once). A failure here is
+# then pinned down with test-kernels or test-perturbed alone.
+test-drift: setup
+	$(THREADS) $(OTHER_KERNELS) COURSEKIT_PERTURB=$(PERTURB) $(BIN)/python -m pytest -q $(NBVAL) $(NOTEBOOKS)
 
 # Re-execute the master notebooks in place (after a change to coursekit or a notebook).
 execute: setup

@@ -16,9 +16,11 @@ head's vector, ggml rotates adjacent pairs, so each head's rows (0..63) go to th
 
 A file may mix types tensor by tensor (``fmt={'token_embd.weight': 'q8_0', '*': 'q4_0'}``, see
 ``tensor_types``), and ``predicted_bytes`` gives every tensor's size to the byte before anything is
-quantized. The tokenizer's metadata is what llama.cpp's converter writes: its pre-tokenizer name
-(``tokenizer_pre``: a wrong one silently changes the tokens), whether a BOS token is added, and
-``general.quantization_version``; SmolLM2's is copied from the GGUF file it ships in.
+quantized. Blocks quantized elsewhere (GPTQ's: ``ptq.gptq_gguf``) go in as they are with ``encoded=``:
+re-encoding their values would not give the same blocks back. The tokenizer's metadata is what
+llama.cpp's converter writes: its pre-tokenizer name (``tokenizer_pre``: a wrong one silently changes
+the tokens), whether a BOS token is added, and ``general.quantization_version``; SmolLM2's is copied
+from the GGUF file it ships in.
 
 To run the file with llama.cpp: ``make llama-cpp``, then ``coursekit.llamacpp.perplexity(path, text)``
 or ``coursekit.llamacpp.generate(path, prompt)``.
@@ -161,16 +163,17 @@ def predicted_bytes(model, fmt) -> dict:
 
 
 @contextlib.contextmanager
-def as_exported(model, fmt):
-    """Inside the ``with``, every matrix of ``model`` holds the values ``export_gguf(model, ..., fmt)``
-    would store (decoded to the model's dtype); afterwards the original weights are back, also after
-    an exception.
+def as_exported(model, fmt, encoded=None):
+    """Inside the ``with``, every matrix of ``model`` holds the values ``export_gguf(model, ..., fmt,
+    encoded=encoded)`` would store (decoded to the model's dtype); afterwards the original weights are
+    back, also after an exception.
 
     Why: scoring a policy this way is scoring its file without writing and reading 100 MB, with the
     same values: ``load_gguf_weights`` of the file gives them bit for bit (a block lies within a row,
     so the query/key row order of ``_rope_rows`` changes nothing).
     """
     types = tensor_types(model, fmt)
+    encoded = _check_encoded(encoded, types, _tensor_shapes(model))
     tied = getattr(model.config, "tie_word_embeddings", False)
     saved = {}
     try:
@@ -180,7 +183,10 @@ def as_exported(model, fmt):
                 if (hf_name == "lm_head.weight" and tied) or types[name] == "f32":
                     continue
                 w = p.detach().float().cpu()
-                values = w.half().float() if types[name] == "f16" else formats.roundtrip(w, types[name])
+                if name in encoded:
+                    values = formats.decode(encoded[name])
+                else:
+                    values = w.half().float() if types[name] == "f16" else formats.roundtrip(w, types[name])
                 saved[hf_name] = p.detach().clone()
                 p.copy_(values.to(device=p.device, dtype=p.dtype))
         yield model
@@ -189,6 +195,25 @@ def as_exported(model, fmt):
             params = model.state_dict(keep_vars=True)
             for hf_name, original in saved.items():
                 params[hf_name].copy_(original)
+
+
+def _check_encoded(encoded, types: dict, shapes: dict) -> dict:
+    """``encoded``: None, or ``{GGUF tensor name: formats.Encoded}`` of matrices, each in the policy's
+    type and the tensor's shape (what ``ptq.gguf_gptq.gptq_gguf`` returns)."""
+    if encoded is None:
+        return {}
+    if not isinstance(encoded, Mapping):
+        checks.fail("encoded", "None or a dict {GGUF tensor name: formats.Encoded}", type(encoded).__name__,
+                    TypeError)
+    for name, enc in encoded.items():
+        if name not in types or len(shapes[name]) != 2:
+            checks.fail("encoded", "GGUF names of the model's matrices as keys (e.g. 'blk.0.ffn_up.weight')",
+                        repr(name))
+        checks.check_instance(enc, f"encoded[{name!r}]", formats.Encoded, "a formats.Encoded")
+        if enc.fmt != types[name] or tuple(enc.shape) != tuple(shapes[name]):
+            checks.fail(f"encoded[{name!r}]", f"type {types[name]!r} (the policy's) and shape {tuple(shapes[name])}",
+                        f"type {enc.fmt!r}, shape {tuple(enc.shape)}")
+    return dict(encoded)
 
 
 def _nbytes(shape, kind: str) -> int:
@@ -207,7 +232,7 @@ def _file_type(types: dict, shapes: dict) -> int:
     return {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "mxfp4": 38}[main]
 
 
-def export_gguf(model, tokenizer, path, fmt="q8_0", tokenizer_gguf="auto", name=None) -> dict:
+def export_gguf(model, tokenizer, path, fmt="q8_0", tokenizer_gguf="auto", name=None, encoded=None) -> dict:
     """Write a Llama ``model`` (transformers) and its tokenizer to ``path`` as GGUF.
 
     fmt: one type for every matrix, 'f16', 'q8_0', 'q4_0', 'q4_1' or 'mxfp4', or a per-tensor mix:
@@ -220,10 +245,13 @@ def export_gguf(model, tokenizer, path, fmt="q8_0", tokenizer_gguf="auto", name=
     GGUF file whose ``tokenizer.*`` metadata is copied instead (its vocabulary must be the
     tokenizer's); ``'auto'`` (default) copies it from SmolLM2's own file for SmolLM2's tokenizer, and
     ``None`` always derives. ``name``: the file's ``general.name`` (default: the model's folder name).
+    ``encoded``: ``{GGUF tensor name: formats.Encoded}`` written as they are instead of quantizing those
+    weights (GPTQ's blocks: ``ptq.gguf_gptq.gptq_gguf``), each in the policy's type.
     """
     import gguf
     types = tensor_types(model, fmt)
     shapes = _tensor_shapes(model)
+    encoded = _check_encoded(encoded, types, shapes)
     if tokenizer_gguf == "auto":
         tokenizer_gguf = gguf_tokenizer.source_gguf(tokenizer)
     elif tokenizer_gguf is not None and not os.path.isfile(os.fspath(tokenizer_gguf)):
@@ -259,18 +287,17 @@ def export_gguf(model, tokenizer, path, fmt="q8_0", tokenizer_gguf="auto", name=
             continue
         tname = gguf_name(hf_name)
         w = p.detach().float().cpu()
-        if tname.endswith("attn_q.weight"):
-            w = _rope_rows(w, cfg.num_attention_heads)
-        elif tname.endswith("attn_k.weight"):
-            w = _rope_rows(w, cfg.num_key_value_heads)     # grouped-query attention: K has fewer heads
         kind = types[tname]
-        if kind == "f32":
-            writer.add_tensor(tname, w.numpy())
-        elif kind == "f16":
-            writer.add_tensor(tname, w.half().numpy())
+        if kind in ("f32", "f16"):
+            data, raw_dtype = w.numpy().astype("float16" if kind == "f16" else "float32"), None
         else:
-            raw = formats.encode(w, kind).to_gguf_bytes().reshape(w.shape[0], -1)
-            writer.add_tensor(tname, raw, raw_dtype=_ggml_type(kind))
+            enc = encoded[tname] if tname in encoded else formats.encode(w, kind)
+            data, raw_dtype = enc.to_gguf_bytes().reshape(w.shape[0], -1), _ggml_type(kind)
+        if tname.endswith("attn_q.weight"):      # blocks lie within rows: reordering rows moves whole blocks
+            data = _rope_rows(torch.from_numpy(data), cfg.num_attention_heads).numpy()
+        elif tname.endswith("attn_k.weight"):
+            data = _rope_rows(torch.from_numpy(data), cfg.num_key_value_heads).numpy()  # grouped-query: fewer heads
+        writer.add_tensor(tname, data, raw_dtype=raw_dtype)
         predicted[tname] = _nbytes(tuple(w.shape), kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -7,6 +7,8 @@ files already there are reused), then scores each file twice: the package (the f
 gguf, decoded by coursekit, in transformers) and llama.cpp (``coursekit.llamacpp``, `make llama-cpp`).
 The course LM is scored on 16 windows of its 256-token context over held-out KJV chapters (4,096
 tokens, like ``models.perplexity``), SmolLM2 on the course's default 8 held-out slices of 512 tokens.
+For Q8_0 and Q4_0 the package is scored once more with llama.cpp's rounding of every matrix product's
+input to Q8_0 blocks (``llamacpp.q8_activations``): the column "q8 in" and its difference.
 """
 import sys
 import tempfile
@@ -22,7 +24,8 @@ EVAL = {"course LM": (None, dict(n_slices=16, tokens=256, source="kjv")),
 
 
 def main(folder: Path) -> None:
-    print(f"{'model':10} {'file':5} {'package':>9} {'llama.cpp':>9} {'diff':>8}  tokens  seconds (export, package, llama.cpp)")
+    print(f"{'model':10} {'file':5} {'package':>9} {'llama.cpp':>9} {'diff':>8} {'q8 in':>9} {'diff':>8}  tokens  "
+          "seconds (export, package, llama.cpp)")
     for label, (name, kwargs) in EVAL.items():
         model, tok = M.load_lm(name)
         slices = M.heldout_slices(tok, **kwargs)
@@ -35,11 +38,18 @@ def main(folder: Path) -> None:
             fresh, _ = M.load_lm(name)
             ours = M.perplexity_slices(load_gguf_weights(fresh, path), tok, slices, tokens=kwargs["tokens"])
             t2 = time.perf_counter()
+            q8_in = ""
+            if fmt != "f16":      # the same weights, each matrix product's input rounded as llama.cpp does
+                with llamacpp.q8_activations(fresh):
+                    q8 = M.perplexity_slices(fresh, tok, slices, tokens=kwargs["tokens"]).pooled
+            t2b = time.perf_counter()
             theirs = llamacpp.perplexity(path, slices, tokens=kwargs["tokens"])
             t3 = time.perf_counter()
             assert theirs.tokens == ours.tokens
-            print(f"{label:10} {fmt:5} {ours.pooled:9.4f} {theirs.pooled:9.4f} {theirs.pooled / ours.pooled - 1:+8.4%}"
-                  f"  {sum(ours.tokens):6}  {t1 - t0:5.1f} {t2 - t1:5.1f} {t3 - t2:5.1f}", flush=True)
+            if fmt != "f16":
+                q8_in = f"{q8:9.4f} {theirs.pooled / q8 - 1:+8.4%}"
+            print(f"{label:10} {fmt:5} {ours.pooled:9.4f} {theirs.pooled:9.4f} {theirs.pooled / ours.pooled - 1:+8.4%} "
+                  f"{q8_in:18}  {sum(ours.tokens):6}  {t1 - t0:5.1f} {t2b - t1:5.1f} {t3 - t2b:5.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ engineering from the paper:
   has it); or per group, fixed when the sweep reaches the group's first column, from the group's
   values as they stood when the current lazy block began (as the reference does;
   ``gptq_weight``'s ``group_grid`` names the alternatives); with act-order, from the original
-  weights (the reference's ``--static-groups``).
+  weights (the reference's ``--static-groups``). The grid is a rule the sweep calls (``AffineGrid``,
+  coursekit's asymmetric grid); ``gguf_gptq.BlockGrid`` is GGUF's block types in the same place.
 
 With H = identity, U is diagonal and nothing propagates: GPTQ is exactly round-to-nearest.
 By default every layer's H comes from one pass of the float model (what the calibration
@@ -122,35 +123,57 @@ def gptq_weight(w: torch.Tensor, h: torch.Tensor, bits: int = 4, group_size: int
     return _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid)
 
 
-def _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid):
+class AffineGrid:
+    """The sweep's default grid: coursekit's asymmetric ``bits``-bit grid (scale, zero point) of a row
+    or group. A grid rule has two methods: ``fit`` (a group's values -> its parameters, one tensor per
+    parameter, one value per row) and ``round`` (a column onto them -> its codes and their values).
+    ``coursekit.ptq.gguf_gptq`` plugs llama.cpp's block types in the same way."""
+
+    def __init__(self, bits: int):
+        self.bits = bits
+        self.qmin, self.qmax = quant.qrange(bits, check=False)
+
+    def fit(self, values: torch.Tensor):
+        scale, zero = grid(values, self.bits, None)
+        return scale[:, 0], zero[:, 0]
+
+    def round(self, w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor):
+        # quant.linear_quantize and linear_dequantize, written out: this runs once per input column
+        # of every layer, and the calls and casts were a third of the sweep's time
+        q = torch.round(w / scale).add_(zero).clamp_(self.qmin, self.qmax)
+        return q, (q - zero) * scale
+
+
+def _gptq_weight(w, h, bits, group_size, damp, act_order, block, group_grid, rule=None):
     original = w
+    rule = rule or AffineGrid(bits)
     h, w, u = prepare_hessian(h, w.double(), damp)
     perm = torch.argsort(torch.diagonal(h), descending=True) if act_order else torch.arange(w.shape[1])
     if act_order:
         u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h[perm][:, perm])), upper=True)
+    gs = group_size or w.shape[1]
+    n_groups = -(-w.shape[1] // gs)
     if group_size is None:                           # as the reference: dead columns not yet zeroed
-        scale, zero = grid(original.float(), bits, None)
+        params = [p.unsqueeze(0) for p in rule.fit(original.float())]
     elif group_grid == "static":
-        scale, zero = grid(w.float(), bits, group_size)
+        params = [torch.stack(p) for p in zip(*(rule.fit(c) for c in w.float().split(gs, dim=1)))]
     else:                                            # filled in as the sweep reaches each group
-        n_groups = -(-w.shape[1] // group_size)
-        scale, zero = torch.ones(w.shape[0], n_groups), torch.zeros(w.shape[0], n_groups)
+        params = [torch.ones(n_groups, w.shape[0]) for _ in rule.fit(w[:1, :gs].float())]
     # the sweep runs in float32 on W transposed, so that "column i" is a contiguous row
     wt = w[:, perm].T.float().contiguous()
-    st, zt = scale.T.contiguous(), zero.T.contiguous()
     sweep = group_grid if group_size is not None and group_grid != "static" else None
     with _one_thread():   # the Cholesky factorizations above are large enough to use every thread
-        codes = _sweep(wt, u.float(), perm, st, zt, bits, group_size or w.shape[1], block, sweep)
-    return codes.T[:, torch.argsort(perm)], st.T.float(), zt.T.float()
+        codes = _sweep(wt, u.float(), perm, params, rule, gs, block, sweep)
+    return (codes.T[:, torch.argsort(perm)], *(p.T.float() for p in params))
 
 
-def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
-    """The column loop on W^T (in place): codes in sweep order. ``st``/``zt`` (n_groups, out) are
-    read, and written where ``group_grid`` ("block_start" or "updated") sets a group's grid."""
+def _sweep(wt, u, perm, params, rule, gs, block, group_grid):
+    """The column loop on W^T (in place): codes in sweep order. ``params`` (the grid's, each
+    (n_groups, out)) are read, and written where ``group_grid`` ("block_start" or "updated") sets a
+    group's grid."""
     n_in = wt.shape[0]
     diag = torch.diagonal(u).tolist()
     codes = torch.zeros_like(wt, dtype=torch.int8)
-    qmin, qmax = quant.qrange(bits, check=False)
     for b0 in range(0, n_in, block):
         b1 = min(b0 + block, n_in)
         start = wt[b0:b1].clone() if group_grid == "block_start" else None   # the reference's W[:, i1:i2]
@@ -159,14 +182,12 @@ def _sweep(wt, u, perm, st, zt, bits, gs, block, group_grid):
             g = col // gs                            # the group of this column, by original index
             if group_grid is not None and col % gs == 0:
                 cols = wt[i:i + gs] if start is None else torch.cat([start[i - b0:], wt[b1:i + gs]])[:gs]
-                sg, zg = grid(cols.T, bits, None)
-                st[g], zt[g] = sg[:, 0], zg[:, 0]
-            # quant.linear_quantize and linear_dequantize, written out: this loop runs once per
-            # input column of every layer, and the calls and casts were a third of its time
-            w_i, s, z = wt[i], st[g], zt[g]
-            q = torch.round(w_i / s).add_(z).clamp_(qmin, qmax)
+                for p, value in zip(params, rule.fit(cols.T)):
+                    p[g] = value
+            w_i = wt[i]
+            q, value = rule.round(w_i, *(p[g] for p in params))
             codes[i] = q
-            err = (w_i - (q - z) * s).div_(diag[i])
+            err = (w_i - value).div_(diag[i])
             wt[i + 1:b1].addr_(u[i, i + 1:b1], err, alpha=-1.0)   # the others absorb the error
             errs[i - b0] = err
         wt[b1:] -= u[b0:b1, b1:].T @ errs           # the lazy update: the block's errors at once
