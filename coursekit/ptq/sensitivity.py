@@ -82,16 +82,17 @@ class _PassOn(nn.Module):
 
 
 @torch.no_grad()
-def _block_outputs(model, blocks, tokenizer, slices, tokens, batch_size):
-    """The float model's score on the slices, and what each block returned, batch by batch."""
-    outputs = [[] for _ in blocks]
-    hooks = [b.register_forward_hook(lambda m, a, out, i=i: outputs[i].append(out)) for i, b in enumerate(blocks)]
+def _block_outputs(model, blocks, tokenizer, slices, tokens, batch_size, keep):
+    """The float model's score on the slices, and what the blocks in ``keep`` returned, batch by batch
+    (only those a replay needs: on SmolLM2 every block's outputs took about 70 MB for 4 x 256 tokens)."""
+    outputs = {i: [] for i in keep}
+    hooks = [blocks[i].register_forward_hook(lambda m, a, out, i=i: outputs[i].append(out)) for i in keep]
     try:
         base = perplexity_slices(model, tokenizer, slices, tokens, batch_size=batch_size)
     finally:
         for h in hooks:
             h.remove()
-    kinds = {type(o).__name__ for per_block in outputs for o in per_block if not isinstance(o, torch.Tensor)}
+    kinds = {type(o).__name__ for per_block in outputs.values() for o in per_block if not isinstance(o, torch.Tensor)}
     if kinds:
         raise TypeError(f"sweep replays block outputs and needs blocks that return their hidden states as "
                         f"one tensor (transformers 5 decoder layers do); this model's blocks return {sorted(kinds)}")
@@ -114,7 +115,8 @@ def sweep(model: nn.Module, tokenizer, slices, quantized, tokens: int | None = 5
             checks.fail("quantized", f"one module per block ({len(blocks)})", f"{len(quantized)} modules")
         quantized = dict(enumerate(quantized))
     quantized = _check_replacements(blocks, quantized)
-    base, outputs = _block_outputs(model, blocks, tokenizer, slices, tokens, batch_size)
+    base, outputs = _block_outputs(model, blocks, tokenizer, slices, tokens, batch_size,
+                                   sorted({i - 1 for i in quantized if i > 0}))
     scores = {}
     for i, q in sorted(quantized.items()):
         swap = {j: _PassOn() for j in range(1, i)}
