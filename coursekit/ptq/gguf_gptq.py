@@ -27,7 +27,7 @@ from torch import nn
 from .. import checks, formats, gguf_export
 from ..formats.scales import reciprocal
 from .calibration import Calibration
-from .gptq import GROUP_GRIDS, _gptq_weight
+from .gptq import BLOCK as LAZY_BLOCK, GROUP_GRIDS, _gptq_weight
 from .scaling import linear_of
 
 #: The GGUF types GPTQ rounds onto; any other type in a policy is encoded as usual by the exporter.
@@ -88,7 +88,7 @@ def gptq_weight_gguf(w: torch.Tensor, h: torch.Tensor, fmt: str, damp: float = 0
     group_grid = checks.check_choice(group_grid, "group_grid", GROUP_GRIDS[:2])
     rule = BlockGrid(fmt)
     codes, d, m, _ = _gptq_weight(w.detach().float().cpu(), h.detach().float().cpu(), None, BLOCK, damp,
-                                  False, 128, group_grid, rule)
+                                  False, LAZY_BLOCK, group_grid, rule)
     return rule.encoded(codes, d, m)
 
 
