@@ -35,8 +35,8 @@ import nbformat
 
 from .publishing import CourseRepo, disagreements, find_project, publish_notebook, read_setting, write_setting
 
-__all__ = ["ReleaseError", "stub_solutions", "release_notebook", "release_text", "release",
-           "stale_copies", "publish_masters", "course_repo", "BEGIN", "END", "STUB"]
+__all__ = ["ReleaseError", "stub_solutions", "is_exercise_cell", "release_notebook", "release_text",
+           "release", "stale_copies", "publish_masters", "course_repo", "BEGIN", "END", "STUB"]
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
@@ -85,6 +85,17 @@ def stub_solutions(source: str, where: str = "cell") -> str:
 def _is_exercise_cell(source: str) -> bool:
     has_marker = any(_is_marker(line, BEGIN) or _is_marker(line, END) for line in source.splitlines())
     return has_marker or bool(_CHECK_CALL.search(source))
+
+
+def is_exercise_cell(cell) -> bool:
+    """Whether release treats `cell` as an exercise (a solution to stub, or a `check(` to clear).
+
+    Public so that other views of a master (the course website) mark the same cells as exercises.
+    """
+    if cell.get("cell_type") != "code":
+        return False
+    source = cell.get("source", "")
+    return _is_exercise_cell(source if isinstance(source, str) else "".join(source))
 
 
 def release_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
