@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup lab test unit nbtest test-kernels test-kernels-sse test-perturbed test-drift execute bench release browser train-lm colab-check clean llama-cpp test-llama-cpp
+.PHONY: setup lab test unit nbtest test-kernels test-kernels-sse test-perturbed test-drift execute bench release browser train-lm colab-check clean llama-cpp test-llama-cpp site test-site
 
 # coursekit.warmup builds optimum-quanto's kernels and converts SmolLM2 once into coursekit's cache.
 setup: $(STAMP)
@@ -53,7 +53,7 @@ SSE_KERNELS := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN
 test: setup
 	@tests/browser/setup.sh --optional
 	@scripts/setup_bwrap.sh --optional
-	$(THREADS) $(BIN)/python -m pytest -q $(NBVAL) tests $(NOTEBOOKS)
+	$(THREADS) $(BIN)/python -m pytest -q $(NBVAL) --ignore=tests/browser/test_site.py tests $(NOTEBOOKS)
 
 unit: setup
 	$(BIN)/python -m pytest -q --ignore=tests/browser tests
@@ -94,7 +94,7 @@ train-lm: setup
 	$(BIN)/python scripts/train_lm.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(SITE_VENV) .pytest_cache site/_build site/lessons
 
 # llama.cpp's command-line tools, built once from the pinned source (requirements-llamacpp.txt) into
 # $(LLAMA_CPP_DIR)/bin (default .llama.cpp/bin), for coursekit.llamacpp: an independent client that loads
@@ -129,3 +129,30 @@ release: setup
 browser: setup
 	tests/browser/setup.sh
 	$(BIN)/python -m pytest -q -m browser tests/browser
+
+# The course as a website: one page per master notebook with its stored outputs (never re-executed),
+# exercises as learners get them, in site/_build/html (site/conf.py, site/coursesite/). Its tools
+# (requirements-site.txt) go into their own .venv-site, without torch, on first use. SOLUTIONS=1 shows
+# the solutions, for instructors, in site/_build/html-solutions (never published by the workflow).
+# Warnings fail the build (-W). The Pages workflow (.github/workflows/site.yml) runs the same command.
+SITE_VENV  := .venv-site
+SITE_STAMP := $(SITE_VENV)/.site-installed
+SITE_SOLUTIONS := $(filter 1 yes true,$(SOLUTIONS))
+SITE_OUT   := site/_build/html$(if $(SITE_SOLUTIONS),-solutions)
+
+$(SITE_STAMP): requirements-site.txt
+	@test -x $(SITE_VENV)/bin/python || $(PYTHON) -m venv $(SITE_VENV)
+	$(SITE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-site.txt
+	@touch $@
+
+site: $(SITE_STAMP)
+	$(SITE_VENV)/bin/sphinx-build -b html -q -W --keep-going -d site/_build/doctrees$(if $(SITE_SOLUTIONS),-solutions) \
+		$(if $(SITE_SOLUTIONS),-D course_solutions=1) site $(SITE_OUT)
+	@echo "site: $(SITE_OUT)/index.html ($$(du -sh $(SITE_OUT) | cut -f1))"
+
+# The site in headless Chromium (tests/browser/test_site.py builds it with `make site`): every page
+# loads with no console error, no missing image and no request off the machine, every link resolves,
+# search finds notebook 11; screenshots in tests/browser/artifacts/site-*.png. CI runs it after `make test`.
+test-site: setup
+	@tests/browser/setup.sh --optional
+	$(BIN)/python -m pytest -q -m site tests/browser/test_site.py
