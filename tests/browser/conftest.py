@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: runs the notebooks in JupyterLab in headless Chromium "
                    "(needs playwright + chromium: tests/browser/setup.sh)")
+    config.addinivalue_line(
+        "markers", "site: builds the course website and reads every page in headless Chromium "
+                   "(`make test-site`; needs playwright + chromium)")
 
 
 def find_chromium() -> str | None:
@@ -94,8 +98,10 @@ def lab_server(browser_requirements, artifacts_dir):
         assert not still_alive, f"processes started by the browser test are still alive: {still_alive}"
 
 
-@pytest.fixture(scope="session")
-def browser(lab_server):
+@contextmanager
+def launched_chromium():
+    """Headless Chromium (the system's, never a downloaded one), closed afterwards with every process
+    it started: a test that leaves a browser behind fails."""
     import psutil
     from playwright.sync_api import sync_playwright
 
@@ -116,6 +122,26 @@ def browser(lab_server):
     for p in alive:
         p.kill()
     assert not alive, f"browser processes left after closing Chromium: {[p.pid for p in alive]}"
+
+
+@pytest.fixture(scope="session")
+def browser(lab_server):
+    with launched_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless Chromium alone, for pages that need no JupyterLab (the course website)."""
+    try:
+        import playwright.sync_api  # noqa: F401
+        import psutil  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"{e.name} is not installed (run tests/browser/setup.sh)")
+    if find_chromium() is None:
+        pytest.skip("no Chromium found (run tests/browser/setup.sh, or set COURSEKIT_CHROMIUM)")
+    with launched_chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="session")
