@@ -124,3 +124,14 @@ def test_write_pages_rewrites_only_what_changed(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in written}
     pages.write_pages(ROOT / "notebooks", out, FORK)
     assert {p: p.stat().st_mtime_ns for p in written} == stamps
+
+
+def test_site_pins_agree_with_the_course_pins():
+    """The site's venv shares some packages with the course's (nbformat, ipykernel): same versions."""
+    import re
+    pins = lambda name: dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", (ROOT / name).read_text(), re.M))
+    site = pins("requirements-site.txt")
+    course = {**pins("requirements.txt"), **pins("requirements-dev.txt")}
+    shared = site.keys() & course.keys()
+    assert {"nbformat", "nbclient", "ipykernel"} <= shared
+    assert {n: site[n] for n in shared} == {n: course[n] for n in shared}

@@ -110,6 +110,8 @@ PAGE_FACTS = """() => ({
       .filter(i => !i.complete || i.naturalWidth === 0).map(i => i.currentSrc || i.src),
   widgets: document.querySelectorAll('.jupyter-widgets, script[type*="widget-view"]').length,
   static_widgets: document.querySelectorAll('.course-widget-static').length,
+  exercises: document.querySelectorAll('.cell.tag_exercise').length,
+  solutions: document.body.innerText.includes('BEGIN SOLUTION'),
   math: document.querySelectorAll('mjx-container').length,
   unrendered_math: [...document.querySelectorAll('.math')]
       .filter(e => !e.querySelector('mjx-container') || e.querySelector('mjx-merror')).length,
@@ -176,7 +178,7 @@ def test_every_page_loads_clean_and_every_link_resolves(crawl, visitor, site_url
     assert not problems, "\n".join(problems[:60])
 
 
-def test_notebook_pages_show_math_figures_and_stored_widgets(crawl, site_url):
+def test_notebook_pages_show_math_exercises_and_stored_widgets(crawl, site_url):
     facts, _ = crawl
     lessons = {url.removeprefix(site_url + "lessons/").removesuffix(".html"): f
                for url, f in facts.items() if "/lessons/" in url}
@@ -185,6 +187,8 @@ def test_notebook_pages_show_math_figures_and_stored_widgets(crawl, site_url):
     assert not unrendered, f"formulas MathJax left as TeX: {unrendered}"
     for name in ("01_data_types", "03_quantization_theory", "12_number_formats"):
         assert lessons[name]["static_widgets"] >= 1, f"{name}: the explorer's stored read-out is missing"
+    for name, f in lessons.items():        # exercises as learners get them: no solution in sight
+        assert f["exercises"] > 0 and not f["solutions"], name
     for name, f in lessons.items():        # the Colab badge and the learner copy's download
         assert any("colab.research.google.com" in link for link in f["links"]), name
         assert any(link.endswith(f"/{name}.ipynb") and "_downloads" in link for link in f["links"]), name
