@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urldefrag, urljoin, urlparse
+from urllib.parse import urldefrag, urlparse
 
 import pytest
 
@@ -131,9 +131,10 @@ def _open(visitor: Visitor, url: str) -> dict:
 
 
 def _crawl(visitor: Visitor, site_url: str) -> tuple[dict, list]:
-    """Open every HTML page reachable from the home page (and the search page, which a form reaches);
-    return {page: facts} and the problems."""
-    facts, todo, problems, files = {}, [site_url + "search.html", site_url + "index.html"], [], set()
+    """Open every HTML page reachable from the home page, and the search and index pages (a form and a
+    <link> reach those); return {page: facts} and the problems."""
+    start = [site_url + page for page in ("genindex.html", "search.html", "index.html")]
+    facts, todo, problems, files = {}, start, [], set()
     while todo:
         url = todo.pop()
         if url in facts:
