@@ -49,6 +49,12 @@ def _fill_home(app, docname: str, source: list) -> None:
     source[0] = text
 
 
+def _home_is_always_read(app, env, added, changed, removed) -> list[str]:
+    """The home page's table comes from the README and the masters, which Sphinx does not watch:
+    read it again on every build (one short page), so an incremental build never shows a stale table."""
+    return [app.config.root_doc]
+
+
 def _copy_assets(app, exception) -> None:
     if exception is None and app.builder.format == "html":
         assets.copy_mathjax(Path(app.outdir) / "_static")
@@ -61,5 +67,6 @@ def setup(app):
     app.add_config_value("course_solutions", False, "env", types=[bool])
     app.connect("config-inited", _write_pages)
     app.connect("source-read", _fill_home)
+    app.connect("env-get-outdated", _home_is_always_read)
     app.connect("build-finished", _copy_assets)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
