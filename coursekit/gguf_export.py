@@ -40,8 +40,8 @@ import torch
 from . import checks, formats, gguf_tokenizer
 from .gguf_tokenizer import tokenizer_pre
 
-__all__ = ["GGUF_FORMATS", "TENSOR_TYPES", "export_gguf", "tensor_types", "predicted_bytes", "as_exported",
-           "tokenizer_pre", "read_gguf", "load_gguf_weights", "GGUFTensor", "gguf_name", "file_weight_bytes"]
+__all__ = ["GGUF_FORMATS", "TENSOR_TYPES", "export_gguf", "tensor_types", "tensor_shapes", "predicted_bytes",
+           "as_exported", "tokenizer_pre", "read_gguf", "load_gguf_weights", "GGUFTensor", "gguf_name", "file_weight_bytes"]
 
 #: Types of a whole-model export (``fmt="q4_0"``).
 GGUF_FORMATS = ("f16", "q8_0", "q4_0", "q4_1", "mxfp4")
@@ -87,7 +87,7 @@ def _ggml_type(fmt: str):
 
 # ---------------------------------------------------------------- which type each tensor gets
 
-def _tensor_shapes(model) -> dict:
+def tensor_shapes(model) -> dict:
     """{gguf name: (rows, cols) of a matrix or (n,) of a norm vector} of what the export writes, in order."""
     tied = getattr(model.config, "tie_word_embeddings", False)
     return {gguf_name(n): tuple(p.shape) for n, p in model.state_dict().items()
@@ -111,7 +111,7 @@ def tensor_types(model, fmt) -> dict:
     whatever the patterns say, as llama.cpp keeps them; a dict may name one only with 'f32'.
     """
     import fnmatch
-    shapes = _tensor_shapes(model)
+    shapes = tensor_shapes(model)
     matrices = [n for n, s in shapes.items() if len(s) == 2]
     if isinstance(fmt, str):
         checks.check_choice(fmt, "fmt", GGUF_FORMATS)
@@ -158,7 +158,7 @@ def tensor_types(model, fmt) -> dict:
 def predicted_bytes(model, fmt) -> dict:
     """``{gguf tensor name: bytes}`` of the tensors ``export_gguf(model, ..., fmt)`` writes, exact to the
     byte, computed from the shapes alone (nothing is quantized)."""
-    shapes = _tensor_shapes(model)
+    shapes = tensor_shapes(model)
     return {name: _nbytes(shapes[name], kind) for name, kind in tensor_types(model, fmt).items()}
 
 
@@ -173,7 +173,7 @@ def as_exported(model, fmt, encoded=None):
     so the query/key row order of ``_rope_rows`` changes nothing).
     """
     types = tensor_types(model, fmt)
-    encoded = _check_encoded(encoded, types, _tensor_shapes(model))
+    encoded = _check_encoded(encoded, types, tensor_shapes(model))
     tied = getattr(model.config, "tie_word_embeddings", False)
     saved = {}
     try:
@@ -250,7 +250,7 @@ def export_gguf(model, tokenizer, path, fmt="q8_0", tokenizer_gguf="auto", name=
     """
     import gguf
     types = tensor_types(model, fmt)
-    shapes = _tensor_shapes(model)
+    shapes = tensor_shapes(model)
     encoded = _check_encoded(encoded, types, shapes)
     if tokenizer_gguf == "auto":
         tokenizer_gguf = gguf_tokenizer.source_gguf(tokenizer)
@@ -322,9 +322,10 @@ def read_gguf(path) -> dict:
     """Read a GGUF file with ``gguf.GGUFReader`` and decode each tensor with coursekit.
 
     Returns ``{name: GGUFTensor}``; the query/key rows are put back in Hugging Face's order.
+    ``path`` may also be a ``gguf.GGUFReader`` already open on the file (it reads the whole header).
     """
     import gguf
-    reader = gguf.GGUFReader(os.fspath(path))
+    reader = path if isinstance(path, gguf.GGUFReader) else gguf.GGUFReader(os.fspath(path))
     n_head = int(reader.fields["llama.attention.head_count"].parts[-1][0])
     n_head_kv = int(reader.fields["llama.attention.head_count_kv"].parts[-1][0])
     out = {}
@@ -344,8 +345,11 @@ def read_gguf(path) -> dict:
 
 
 def load_gguf_weights(model, path):
-    """Copy the decoded tensors of a GGUF file into ``model`` (in place) and return it."""
-    tensors = read_gguf(path)
+    """Copy the decoded tensors of a GGUF file into ``model`` (in place) and return it.
+
+    ``path`` may also be what ``read_gguf`` returned, ``{name: GGUFTensor}``, to load without
+    decoding the file again."""
+    tensors = path if isinstance(path, dict) else read_gguf(path)
     with torch.no_grad():
         for hf_name, p in model.state_dict().items():
             name = gguf_name(hf_name)

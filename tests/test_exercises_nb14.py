@@ -64,7 +64,7 @@ def test_byte_count_is_the_exporters():
     """The reference counts what export_gguf writes (predicted_bytes, itself checked against files)."""
     model = LlamaForCausalLM(LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
-    shapes = gguf_export._tensor_shapes(model)
+    shapes = gguf_export.tensor_shapes(model)
     for fmt in ("f16", "q8_0", "q4_0", "q4_1", "mxfp4", {"blk.1.*": "q4_1", "*": "q8_0"}):
         types = gguf_export.tensor_types(model, fmt)
         assert nb14.gguf_bytes(shapes, types) == sum(gguf_export.predicted_bytes(model, fmt).values()), fmt

@@ -71,7 +71,7 @@ def test_page_links_follow_the_repository_setting(master):
     page = pages.page_notebook(master, FORK)
     header = page.cells[0].source
     assert f"]({FORK.badge_url(master.name)})" in header
-    assert "/_static/colab-badge.svg" in header, "the badge image must be the site's own"
+    assert "](../_static/colab-badge.svg)" in header, "the badge image must be the site's own, by a relative path"
     assert f"../../notebooks/learner/{master.name}>`" in header      # the download link
     assert (ROOT / "notebooks" / "learner" / master.name).is_file()
     setup = next(c for c in page.cells if c.cell_type == "code")

@@ -106,8 +106,8 @@ def evaluate(exercise_id, answer) -> CheckResult:
     cases, expected, outcomes = ex.cases(), [], []
     given = handed(answer, is_value=all(len(c) == 0 for c in cases))  # ex.is_value, cases built once
     if given is Handed.FUNCTION:
-        for case in cases:  # each side gets its own copy of the arguments
-            expected.append(ex.reference(*clone_args(case)))
+        for case in cases:  # each side gets its own copy of the arguments (a project has no reference)
+            expected.append(None if ex.project is not None else ex.reference(*clone_args(case)))
             outcomes.append(call(answer, clone_args(case), _is_ours))
     what = describe(answer) if given is Handed.NOT_A_FUNCTION else ""
     attempt = _FAILED_ATTEMPTS.get(ex.id, 0) + 1        # the count, should this attempt fail

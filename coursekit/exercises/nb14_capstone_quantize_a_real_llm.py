@@ -1,11 +1,18 @@
 """Exercises of notebook 14 · the capstone: predict a GGUF file's weight bytes to the byte from the
-tensors' shapes and types, and choose which upgrades a byte budget buys.
+tensors' shapes and types, choose which upgrades a byte budget buys, and hand in your own file,
+graded as a project, rule by rule (`capstone`).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import os
+import tempfile
+import threading
+from functools import lru_cache
 
+from .project import Assessment, HandInError, Project, Rule
 from .spec import exercise
 
 # bytes of one block of 32 weights in each block type, and bytes per weight of the float types
@@ -93,3 +100,127 @@ def choose_upgrades(options, spare_bytes):
             if key > best_key:
                 best, best_key = combo, key
     return sorted(best)
+
+
+# --------------------------------------------------------------------------- 14.capstone (a project)
+BUDGET = 78_000_000          # bytes of weights the file may take (notebook 14's budget)
+HIDDEN_SEED = 1414           # the hidden text: another draw of held-out sentences than the notebook's
+HIDDEN_SLICES, HIDDEN_TOKENS = 8, 256
+_LOCK = threading.Lock()     # one model serves every judgement of a grading run
+
+
+@lru_cache(maxsize=1)
+def _reference():
+    """SmolLM2 (float32, on the CPU), the hidden slices, the names and shapes of its tensors, and
+    uniform Q4_0 as the baseline: its weight bytes and its perplexities on the hidden slices."""
+    from .. import gguf_export, models
+    model, tok = models.load_lm(models.SMOLLM2, device="cpu")
+    hidden = models.heldout_slices(tok, HIDDEN_SLICES, HIDDEN_TOKENS, seed=HIDDEN_SEED)
+    with gguf_export.as_exported(model, "q4_0"):
+        q4_0 = models.perplexity_slices(model, tok, hidden, tokens=HIDDEN_TOKENS)
+    q4_0_bytes = sum(gguf_export.predicted_bytes(model, "q4_0").values())
+    return model, tok, hidden, gguf_export.tensor_shapes(model), q4_0, q4_0_bytes
+
+
+def _handed_in(value):
+    """(file, predicted_bytes) from what `capstone()` returned, or HandInError saying what is wrong."""
+    import torch
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise HandInError("return a pair (file, predicted_bytes): the file's bytes as a uint8 tensor and the "
+                          f"weight bytes you predicted, an int; got {type(value).__name__}"
+                          + (f" of {len(value)} items" if isinstance(value, (tuple, list)) else ""))
+    file, predicted = value
+    if not (isinstance(file, torch.Tensor) and file.dtype == torch.uint8 and file.dim() == 1):
+        got = (f"a {file.dtype} tensor of shape {tuple(file.shape)}" if isinstance(file, torch.Tensor)
+               else type(file).__name__)
+        raise HandInError("file: expected the file's bytes as a 1-D uint8 tensor, e.g. torch.frombuffer("
+                          f"bytearray(open(path, 'rb').read()), dtype=torch.uint8); got {got}")
+    if isinstance(predicted, bool) or not isinstance(predicted, int):
+        raise HandInError(f"predicted_bytes: expected an int (bytes of weights), got {type(predicted).__name__}")
+    return file, predicted
+
+
+def _judge_capstone(value) -> Assessment:
+    """Five rules, a point each: the file reads as SmolLM2-135M; its weights fit the budget; the
+    predicted bytes are exact; on hidden text its perplexity is below uniform Q4_0's; and below it
+    by more than the noise floor. The last two are measured only for a file that reads and fits."""
+    import gguf
+    from .. import gguf_export, models
+    file, predicted = _handed_in(value)
+    with _LOCK:
+        model, tok, hidden, shapes, q4_0, q4_0_bytes = _reference()
+        tensors, problem = None, ""
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "handed-in.gguf")
+            file.numpy().tofile(path)
+            try:
+                reader = gguf.GGUFReader(path)
+                has_tokenizer = "tokenizer.ggml.tokens" in reader.fields
+                tensors = gguf_export.read_gguf(reader)
+            except Exception as exc:   # not a GGUF file, or a type the course cannot decode
+                problem = f"it does not read as a GGUF file ({type(exc).__name__}: {str(exc)[:120]})"
+        if tensors is not None:
+            got = {name: t.shape for name, t in tensors.items()}
+            missing, extra = sorted(set(shapes) - set(got)), sorted(set(got) - set(shapes))
+            wrong = sorted(n for n in set(shapes) & set(got) if tuple(shapes[n]) != tuple(got[n]))
+            if missing or extra or wrong:
+                problem = "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                                    for what, names in (("missing", missing), ("not SmolLM2's", extra),
+                                                        ("wrong shape", wrong)) if names)
+            elif not has_tokenizer:
+                problem = "it has no tokenizer (llama.cpp could not run it)"
+        weight_bytes = sum(t.n_bytes for t in tensors.values()) if tensors is not None else None
+        reads = tensors is not None and not problem
+        rules = [Rule("the file reads as SmolLM2-135M (its tensors, their shapes, a tokenizer)", 1, reads,
+                      f"{len(tensors)} tensors" if reads else problem)]
+        fits = weight_bytes is not None and weight_bytes <= BUDGET
+        rules.append(Rule(f"its weights fit the budget of {BUDGET:,} bytes", 1, fits,
+                          f"{weight_bytes:,} bytes" if weight_bytes is not None else "no weights read"))
+        exact = predicted == weight_bytes
+        rules.append(Rule("the predicted weight bytes are exact", 1, exact,
+                          f"you predicted {predicted:,}" + (f", the file holds {weight_bytes:,}"
+                                                           if weight_bytes is not None else "")))
+        measures = {"weight MB": weight_bytes / 1e6 if weight_bytes is not None else None,
+                    "predicted MB": predicted / 1e6}
+        if reads and fits:
+            gguf_export.load_gguf_weights(model, tensors)
+            mine = models.perplexity_slices(model, tok, hidden, tokens=HIDDEN_TOKENS)
+            effect = models.compare(q4_0, mine)
+            measures.update({"perplexity": mine.pooled, "against uniform Q4_0 %": 100 * effect.relative})
+            # whole numbers: what another CPU's kernels leave unchanged (re-quantizing shifts a few ties)
+            against = f"{mine.pooled:.0f} against uniform Q4_0's {q4_0.pooled:.0f}"
+            rules.append(Rule("on hidden text, its perplexity is below uniform Q4_0's", 1,
+                              mine.pooled < q4_0.pooled, against))
+            rules.append(Rule("... by more than the noise floor", 1, effect.relative < 0 and effect.clear,
+                              effect.summary()))
+        else:
+            why = "not measured: the file must read as SmolLM2 and fit the budget first"
+            rules += [Rule("on hidden text, its perplexity is below uniform Q4_0's", 1, False, why),
+                      Rule("... by more than the noise floor", 1, False, why)]
+    return Assessment(tuple(rules), measures, {"uniform Q4_0": (q4_0_bytes / 1e6, q4_0.pooled)})
+
+
+@exercise(title="your file, graded as a project", points=5,
+          project=Project(_judge_capstone, plot=("weight MB", "perplexity")),
+          hint=("five rules, a point each; the message says which did not pass and what was measured. The file "
+                "travels as its bytes: read it into a uint8 tensor; the prediction is the sum of section 4's "
+                "predicted bytes.",
+                "return (torch.frombuffer(bytearray(open(path, 'rb').read()), dtype=torch.uint8), predicted) "
+                "with `path` your exported file and `predicted` = sum(gguf_export.predicted_bytes(model, "
+                "POLICY).values()); to beat uniform Q4_0 by more than the noise, spend the budget's spare "
+                "bytes where section 3 measured a clear gain."))
+def capstone():
+    """Your GGUF file of SmolLM2-135M and your prediction of its weight bytes: ``(file, predicted_bytes)``,
+    ``file`` the file's bytes as a 1-D uint8 tensor. Judged by rules, not against this function: this
+    is one answer among many (section 4's policy: attention v and MLP down in Q4_1, the rest Q4_0)."""
+    import torch
+    from .. import gguf_export, models
+    model, tok = models.load_lm(models.SMOLLM2, device="cpu")
+    policy = {"blk.*.attn_v.weight": "q4_1", "blk.*.ffn_down.weight": "q4_1", "*": "q4_0"}
+    predicted = sum(gguf_export.predicted_bytes(model, policy).values())
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "smollm2-policy.gguf")
+        gguf_export.export_gguf(model, tok, path, policy)
+        with open(path, "rb") as f:
+            file = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+    return file, predicted

@@ -88,6 +88,9 @@ class Exercise:
     choices:    for a multiple-choice question (a value exercise whose answer is one of these
                 strings): a wrong choice is told it is wrong, never which one is right, and an
                 answer outside the choices is told what the choices are.
+    project:    a `project.Project`: the exercise is judged by rules on what the learner's function
+                (no arguments) returns, not against the reference, which grading never runs
+                (`project` says more); points are partial, rule by rule.
     """
 
     id: str
@@ -103,6 +106,7 @@ class Exercise:
     partial: bool = False
     forbid: Sequence[str] = ()
     choices: Sequence[str] = ()
+    project: object = None
 
     def __post_init__(self):
         if not isinstance(self.hint, str):       # levels: as text, the hint is the first one
@@ -115,6 +119,14 @@ class Exercise:
                 fail(f"Exercise {self.id}: forbid", "dotted names of coursekit functions, e.g. "
                      "'coursekit.quant.linear_quantize'", repr(name))
         object.__setattr__(self, "forbid", forbid)
+        if self.project is not None:
+            from .project import Project
+            if not isinstance(self.project, Project):
+                fail(f"Exercise {self.id}: project", "a coursekit.exercises.project.Project",
+                     type(self.project).__name__, TypeError)
+            if any(len(c) for c in self.cases()):
+                fail(f"Exercise {self.id}: cases", "[()] for a project (its function takes no argument)",
+                     "cases with arguments")
 
     @property
     def hints(self) -> tuple[str, ...]:

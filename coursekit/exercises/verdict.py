@@ -15,15 +15,20 @@ The first hidden case that does not pass decides the status and the sentence; th
 worth its points only when every case passes, unless its spec says `partial=True`: then it is
 worth its points in proportion to the cases passed. A function that called one of the exercise's
 `forbid`den coursekit functions (the grader's harness tells) scores 0, whatever it returned.
+
+A project (`Exercise.project`) has no reference to compare with: its judge scores what the
+function returned rule by rule (`project.Assessment`), one line per rule, points rule by rule;
+it passes when every rule does. Its measurements travel on the verdict (`measures`, `marks`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
 from .compare import compare, describe
 from .outcome import Handed, Kind, Outcome
+from .project import HandInError
 from .spec import Exercise
 
 __all__ = ["Status", "Voice", "Verdict", "judge", "HINTED"]
@@ -56,6 +61,8 @@ class Verdict:
     points: float
     cases_passed: int
     message: str
+    measures: dict = field(default_factory=dict)   # a project's measurements (grades.csv)
+    marks: dict = field(default_factory=dict)      # a project's reference points (the class plot)
 
 
 def judge(ex: Exercise, cases: list, expected: list, handed: Handed, outcomes: list[Outcome],
@@ -71,6 +78,8 @@ def judge(ex: Exercise, cases: list, expected: list, handed: Handed, outcomes: l
     if handed is not Handed.FUNCTION:
         status, body = _nothing_to_call(ex, handed, voice, what)
         return _verdict(ex, voice, status, body, passed=0, hint_level=hint_level)
+    if ex.project is not None:
+        return _project(ex, outcomes[0], voice, hint_level, forbidden)
     passed, first = 0, None
     for i, (case, want, outcome) in enumerate(zip(cases, expected, outcomes), start=1):
         problem = _problem(ex, i, len(cases), case, want, outcome, voice)
@@ -121,6 +130,32 @@ def _problem(ex: Exercise, i: int, n: int, case: tuple, want, outcome: Outcome,
     if voice is Voice.REPORT:
         body += f"\n  expected: {describe(want)}\n  got:      {describe(got)}"
     return Status.FAILED, body
+
+
+def _project(ex: Exercise, outcome: Outcome, voice: Voice, hint_level: int,
+             forbidden: tuple[str, ...]) -> Verdict:
+    """A project's verdict: its judge's rules, one line each, and the points of those that passed."""
+    if outcome.kind is not Kind.RETURNED or forbidden:
+        problem = _problem(ex, 1, 1, (), None, outcome, voice) if not forbidden else None
+        if problem is None:
+            names = ", ".join(f"`{n}`" for n in forbidden)
+            problem = (Status.FORBIDDEN, f"your function calls {names}, which the project asks you to "
+                                         f"do yourself, so it scores 0.")
+        return _verdict(ex, voice, *problem, passed=0, hint_level=hint_level)
+    try:
+        assessment = ex.project.judge(outcome.value)
+    except HandInError as exc:
+        return _verdict(ex, voice, Status.FAILED, f"what your function returned cannot be judged: {exc}",
+                        passed=0, hint_level=hint_level)
+    if assessment.max_points != float(ex.points):   # the spec's mistake, not the learner's
+        raise RuntimeError(f"{ex.id}: its rules are worth {assessment.max_points:g} points, "
+                           f"the exercise {ex.points}")
+    status = Status.PASSED if assessment.passed else Status.FAILED
+    body = (f"{assessment.points:g} of {assessment.max_points:g} points, rule by rule:\n"
+            + "\n".join("  " + r.line() for r in assessment.rules))
+    made = _verdict(ex, voice, status, body, passed=int(assessment.passed), hint_level=hint_level)
+    return Verdict(made.status, assessment.points, made.cases_passed, made.message,
+                   dict(assessment.measures), {k: list(v) for k, v in assessment.marks.items()})
 
 
 #: The statuses after which a notebook line shows a hint: the learner tried, and it did not work.

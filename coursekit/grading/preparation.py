@@ -47,7 +47,8 @@ class Prepared:
 def prepare(ex: Exercise) -> Prepared:
     from safetensors.torch import save as st_save
     cases = [tuple(c) for c in ex.cases()]
-    expected = [ex.reference(*clone_args(c)) for c in cases]
+    # a project is judged by its rules, in scoring: its reference is never run
+    expected = [None if ex.project is not None else ex.reference(*clone_args(c)) for c in cases]
     tree, tensors = transport.encode(cases)
     doc = {"format": transport.FORMAT, "value": tree, "tensors": sorted(tensors)}
     cases_json = json.dumps(doc, sort_keys=True, allow_nan=False).encode()
@@ -59,4 +60,7 @@ def prepare(ex: Exercise) -> Prepared:
     if exp_tensors:
         h.update(st_save(exp_tensors))
     h.update(repr((ex.id, ex.name, ex.points, ex.atol, ex.rtol, ex.check_dtype, ex.partial, ex.forbid)).encode())
+    if ex.project is not None:   # the rules are the judge's code and the data it reads
+        h.update(repr((ex.project.judge.__module__, ex.project.judge.__qualname__,
+                       ex.project.version)).encode())
     return Prepared(ex, cases, expected, cases_json, cases_tensors, h.hexdigest()[:16], forbid.targets(ex.forbid))

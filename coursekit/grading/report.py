@@ -36,6 +36,11 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
 
 
+def _measure(x) -> str:
+    """A measurement as grades.csv shows it: 6 significant digits, "" when not measured."""
+    return "" if x is None else f"{x:.6g}"
+
+
 def write_reports(out: Path, rows: list, registry, isolation=None, options=None) -> None:
     """rows: (key, SubmissionResult) in batch order; `isolation` what the kernels ran under;
     `options` (GradeOptions) says which gradebook to write, if any."""
@@ -46,10 +51,14 @@ def write_reports(out: Path, rows: list, registry, isolation=None, options=None)
     ids = [e for e in registry if e in seen] + sorted(seen - set(registry))  # the notebooks' order
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["submission", *ids, "total", "max_total", "status"])
+    # a project's measurements (e.g. its file's size and perplexity) in columns of their own, "ID name"
+    measured = list(dict.fromkeys((e, m) for e in ids for _, r in rows if e in r.exercises
+                                  for m in r.exercises[e].measures))
+    w.writerow(["submission", *ids, "total", "max_total", "status", *[f"{e} {m}" for e, m in measured]])
     for _, r in rows:
         w.writerow([r.submission, *[_num(r.exercises[e].points) if e in r.exercises else "" for e in ids],
-                    _num(r.total), _num(r.max_total), r.status])
+                    _num(r.total), _num(r.max_total), r.status,
+                    *[_measure(r.exercises[e].measures.get(m)) if e in r.exercises else "" for e, m in measured]])
     (out / "grades.csv").write_text(buf.getvalue(), encoding="utf-8")
 
     doc = {"isolation": isolation.to_json() if isolation is not None else None,

@@ -36,6 +36,8 @@ class ExerciseResult:
     cases: int = 0
     hint: str = ""
     title: str = ""
+    measures: dict = field(default_factory=dict)   # a project's measurements ({name: number})
+    marks: dict = field(default_factory=dict)      # a project's reference points ({label: [x, y]})
 
     @classmethod
     def from_json(cls, doc: dict) -> "ExerciseResult":

@@ -39,8 +39,12 @@ def score_exercise(prep: Prepared, stem: str, nonce: str, state: HarnessState,
         found = read_result(prep, stem, nonce)
     except (transport.TransportError, OSError, KeyError, TypeError, ValueError) as exc:
         return _result(prep, Status.INVALID, f"the results could not be read ({str(exc)[:200]}); no points.")
-    verdict = judge(prep.ex, prep.cases, prep.expected, found.handed, found.outcomes, Voice.REPORT,
-                    found.function_type, forbidden=found.forbidden)
+    try:
+        verdict = judge(prep.ex, prep.cases, prep.expected, found.handed, found.outcomes, Voice.REPORT,
+                        found.function_type, forbidden=found.forbidden)
+    except Exception as exc:   # a project's judge (or a spec) failed: the course's bug, said as such
+        return _result(prep, Status.INVALID, f"the grader could not judge this ({type(exc).__name__}: "
+                                             f"{str(exc)[:200]}); no points: please tell the instructor.")
     return _from_verdict(prep, verdict)
 
 
@@ -71,8 +75,10 @@ def _result(prep: Prepared, status: Status, says: str) -> ExerciseResult:
 
 def _from_verdict(prep: Prepared, verdict: Verdict) -> ExerciseResult:
     ex = prep.ex
+    cases = len(prep.cases) if ex.project is None else 0   # a project's message lists its rules instead
     return ExerciseResult(ex.id, verdict.points, float(ex.points), verdict.status, verdict.message,
-                          verdict.cases_passed, len(prep.cases), ex.hint, ex.title)
+                          min(verdict.cases_passed, cases), cases, ex.hint, ex.title, verdict.measures,
+                          verdict.marks)
 
 
 def run_status(run: RunReport) -> tuple[RunStatus, str]:

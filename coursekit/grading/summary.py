@@ -1,7 +1,9 @@
 """The class summary for the instructor: per exercise, how many passed and the most common failure.
 
 Written as `summary.md` (a table, with the isolation warning on top when submissions were not
-isolated) and `summary.png` (pass rate per exercise). A failure message is counted without what
+isolated) and `summary.png` (pass rate per exercise). A project whose spec names two of its
+measures to plot (`Project.plot`, e.g. perplexity against megabytes) gets a plot of the class,
+`summary_ID.png`: one point per submission, with the project's reference points (the baseline). A failure message is counted without what
 is particular to one submission: the case number, the inputs and the values on its extra lines,
 so that "failed: dtype is torch.float64, expected torch.float32" from twenty learners is one
 message with a count of twenty.
@@ -93,9 +95,51 @@ def figure(summary: list[ExerciseSummary]):
     return fig
 
 
+def class_points(rows: list, ex_id: str, x: str, y: str) -> tuple[list, dict]:
+    """Every submission's (x, y) measures of project `ex_id` as [(submission, x, y)], and its marks."""
+    points, marks = [], {}
+    for _, r in rows:
+        e = r.exercises.get(ex_id)
+        if e is None:
+            continue
+        marks = marks or e.marks
+        if e.measures.get(x) is not None and e.measures.get(y) is not None:
+            points.append((r.submission, float(e.measures[x]), float(e.measures[y])))
+    return points, marks
+
+
+def class_figure(ex_id: str, title: str, x: str, y: str, points: list, marks: dict):
+    """One point per submission, y against x, and the project's reference points (headless Figure)."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    if points:
+        ax.scatter([p[1] for p in points], [p[2] for p in points], color="#4c72b0", s=28,
+                   label=f"submissions ({len(points)})", zorder=3)
+    for (label, (mx, my)), color in zip(marks.items(), ("#c44e52", "#55a868", "#8172b2", "#ccb974")):
+        ax.scatter([mx], [my], marker="*", s=160, color=color, label=label, zorder=4)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"{ex_id}{f' · {title}' if title else ''}: the class")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def write_summary(out: Path, rows: list, registry, isolation) -> list[ExerciseSummary]:
     summary = summarize(rows, registry)
-    (out / "summary.md").write_text(to_markdown(summary, rows, isolation), encoding="utf-8")
+    text = to_markdown(summary, rows, isolation)
     if summary:
         figure(summary).savefig(out / "summary.png", dpi=100)
+    for s in summary:
+        project = getattr(registry.get(s.id), "project", None)
+        if project is None or not project.plot:
+            continue
+        x, y = project.plot
+        points, marks = class_points(rows, s.id, x, y)
+        name = f"summary_{s.id}.png"
+        class_figure(s.id, s.title, x, y, points, marks).savefig(out / name, dpi=100)
+        text += f"\n## {s.id}: {y} against {x}\n\n![{s.id}]({name})\n"
+    (out / "summary.md").write_text(text, encoding="utf-8")
     return summary

@@ -36,7 +36,8 @@ def _header_links(source: str, name: str) -> str:
     download = (f"{{download}}`Download the learner notebook <../../notebooks/learner/{name}>`")
 
     def swap(m: re.Match) -> str:
-        return f"[![Open In Colab](/_static/colab-badge.svg)]({m[1]}) &nbsp; {download}"
+        # relative: a GitHub Pages project site lives under /REPO/, where /_static/ is someone else's
+        return f"[![Open In Colab](../_static/colab-badge.svg)]({m[1]}) &nbsp; {download}"
 
     new, n = _BADGE.subn(swap, source, count=1)
     if n == 0:

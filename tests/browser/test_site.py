@@ -17,6 +17,7 @@ import functools
 import http.server
 import re
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -56,12 +57,16 @@ def site_url(built_site):
         def log_message(self, *args):
             pass
 
-    handler = functools.partial(Quiet, directory=str(built_site))
+    # under a sub-path, as GitHub Pages serves a project's site (https://OWNER.github.io/REPO/): a link
+    # or image that starts with "/" would leave the site there, and fails here
+    root = Path(tempfile.mkdtemp(prefix="site-root-"))
+    (root / "course").symlink_to(built_site, target_is_directory=True)
+    handler = functools.partial(Quiet, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
+        yield f"http://127.0.0.1:{server.server_address[1]}/course/"
     finally:
         server.shutdown()
         server.server_close()
@@ -148,6 +153,8 @@ def _crawl(visitor: Visitor, site_url: str) -> tuple[dict, list]:
         for link in f["links"]:
             target, _ = urldefrag(link)
             if not target.startswith(site_url):
+                if urlparse(target).netloc == urlparse(site_url).netloc:   # "/x": off the Pages sub-path
+                    problems.append(f"{url}: link {link} leaves the site's folder")
                 continue
             if target.endswith(".html") or target.endswith("/"):
                 todo.append(target if target.endswith(".html") else target + "index.html")
