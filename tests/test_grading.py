@@ -274,6 +274,42 @@ def test_transport_rejects_what_it_does_not_expect():
             transport.decode(bad, tensors)
 
 
+def test_transport_carries_dicts_in_order_and_rejects_bad_ones():
+    import torch
+    value = {"b": (1, 2), "a": {"x": torch.arange(3)}, 3: None, (1, "k"): [0.5]}
+    tree, tensors = transport.encode(value)
+    back = transport.decode(tree, tensors)
+    assert list(back) == ["b", "a", 3, (1, "k")] and back["b"] == (1, 2) and back[(1, "k")] == [0.5]
+    assert torch.equal(back["a"]["x"], torch.arange(3))
+    one = {"t": "int", "v": "1"}
+    for bad in ({"t": "dict", "v": [[one]]}, {"t": "dict", "v": [[one, one], [one, one]]},
+                {"t": "dict", "v": [[{"t": "list", "v": []}, one]]}, {"t": "dict", "v": {"k": one}}):
+        with pytest.raises(transport.TransportError):
+            transport.decode(bad, {})
+
+
+def _same(x, y):
+    import torch
+    if isinstance(x, torch.Tensor):
+        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
+    if isinstance(x, dict):
+        return type(y) is dict and list(x) == list(y) and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)):
+        return type(x) is type(y) and len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
+    return type(x) is type(y) and (x == y or x != x and y != y)
+
+
+def test_every_exercise_hidden_cases_travel_to_the_kernel_intact():
+    """What the harness calls the learner's function with is what `check()` calls it with: a case the
+    transport could not carry (it used to turn dicts into opaque objects) would fail every learner."""
+    from coursekit.exercises import list_exercises
+    for ex in list_exercises():
+        cases = [tuple(c) for c in ex.cases()]
+        tree, tensors = transport.encode(cases)
+        assert '"other"' not in json.dumps(tree), f"{ex.id}: a hidden case the transport cannot carry"
+        assert _same(transport.decode(tree, tensors), cases), ex.id
+
+
 def test_notebook_number():
     assert notebook_number("subs/alice/03_quantization_theory.ipynb") == "03"
     assert notebook_number("alice_07_build.ipynb") == "07"

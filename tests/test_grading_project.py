@@ -37,7 +37,8 @@ def _judge(value):
     return Assessment((Rule("it says hello", 1, text.startswith("hello"), repr(text[:10])),
                        Rule("at most 8 bytes", 1, len(text) <= 8, f"{len(text)} bytes"),
                        Rule("predicted exactly", 2, predicted == len(text), f"you predicted {predicted}")),
-                      {"bytes": len(text), "score": 10.0 - len(text)}, {"the baseline": (5, 5.0)})
+                      {"bytes": len(text), "score": 10.0 - len(text)},
+                      {"the baseline": (5, 5.0), "the limit": (8, None)})
 
 def _made():
     return torch.tensor(list(b"hello"), dtype=torch.uint8), 5
@@ -139,6 +140,7 @@ def test_a_batch_grades_a_project_rule_by_rule(graded):
     assert (ex["some"].points, ex["some"].status) == (1, "failed")
     assert "✗ 0/1 at most 8 bytes: 11 bytes" in ex["some"].message
     assert ex["some"].measures == {"bytes": 11, "score": -1.0}
+    assert ex["some"].marks == {"the baseline": [5, 5.0], "the limit": [8, None]}
     assert ex["path"].points == 0 and "cannot be judged: return (file, predicted_bytes)" in ex["path"].message
 
 

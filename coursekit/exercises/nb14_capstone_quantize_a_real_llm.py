@@ -197,7 +197,8 @@ def _judge_capstone(value) -> Assessment:
             why = "not measured: the file must read as SmolLM2 and fit the budget first"
             rules += [Rule("on hidden text, its perplexity is below uniform Q4_0's", 1, False, why),
                       Rule("... by more than the noise floor", 1, False, why)]
-    return Assessment(tuple(rules), measures, {"uniform Q4_0": (q4_0_bytes / 1e6, q4_0.pooled)})
+    return Assessment(tuple(rules), measures, {"uniform Q4_0": (q4_0_bytes / 1e6, q4_0.pooled),
+                                               "the budget": (BUDGET / 1e6, None)})
 
 
 @exercise(title="your file, graded as a project", points=5,

@@ -56,7 +56,8 @@ class Assessment:
 
     measures: numbers worth a column in grades.csv (e.g. {"weight MB": 75.8, "perplexity": 71.1}).
     marks: reference points for the class plot, {label: (x, y)} in the units of `Project.plot`
-        (e.g. the uniform baseline the rules compare with); the same for every submission.
+        (e.g. the uniform baseline the rules compare with; (x, None) draws a limit on x alone, a
+        budget); the same for every submission.
     """
     rules: tuple[Rule, ...]
     measures: dict = field(default_factory=dict)

@@ -5,7 +5,7 @@ of one submission sees a file system built for it alone:
 
 * read-only: the system (/usr, /etc), the Python installation and its environment (the venv),
   the installed `coursekit` package, with its exercise specs replaced by masked stubs (`masking`),
-  and the Hugging Face cache;
+  the Hugging Face cache and coursekit's (SmolLM2, converted once by `make setup`);
 * writable: its own fresh folder (HOME, TMPDIR and the working directory) and the folder where
   the harness writes its results; the hidden cases are read-only;
 * private: /tmp and /dev/shm (empty tmpfs), /proc of its own PID namespace, no network (a network
@@ -142,9 +142,9 @@ def wrapper(package_dir: Path, masked_exercises: Path | None, sandbox: Path, rea
     args += ["--ro-bind", pkg, pkg]
     if masked_exercises is not None:
         args += ["--ro-bind", str(masked_exercises), os.path.join(pkg, "exercises")]
-    hf = env.get("HF_HOME")
-    if hf and os.path.isdir(hf):
-        args += ["--ro-bind", hf, hf]
+    for cache in (env.get("HF_HOME"), env.get("COURSEKIT_CACHE_DIR")):   # models, read-only
+        if cache and os.path.isdir(cache):
+            args += ["--ro-bind", cache, cache]
     for p in readable:
         args += ["--ro-bind", str(p), str(p)]
     for p in [sandbox, *writable]:

@@ -80,6 +80,8 @@ def kernel_env(sandbox: Path, options: GradeOptions) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JPY_", "JUPYTER_", "IPYTHON"))}
     home = os.path.expanduser("~")
     env.setdefault("HF_HOME", os.path.join(home, ".cache", "huggingface"))  # read the course's cache
+    from ..models.smollm2 import CACHE_ENV, cache_root   # and coursekit's own: SmolLM2, converted once
+    env.setdefault(CACHE_ENV, str(cache_root()))
     (sandbox / "tmp").mkdir(exist_ok=True)
     threads = options.threads or max(1, (os.cpu_count() or 1) // max(1, int(options.jobs)))
     env.update(HOME=str(sandbox), TMPDIR=str(sandbox / "tmp"), MPLBACKEND="Agg", HF_HUB_OFFLINE="1",

@@ -117,12 +117,16 @@ def class_figure(ex_id: str, title: str, x: str, y: str, points: list, marks: di
         ax.scatter([p[1] for p in points], [p[2] for p in points], color="#4c72b0", s=28,
                    label=f"submissions ({len(points)})", zorder=3)
     for (label, (mx, my)), color in zip(marks.items(), ("#c44e52", "#55a868", "#8172b2", "#ccb974")):
-        ax.scatter([mx], [my], marker="*", s=160, color=color, label=label, zorder=4)
+        if my is None:          # a limit on x alone (a budget): a line
+            ax.axvline(mx, color=color, linestyle="--", label=label)
+        else:
+            ax.scatter([mx], [my], marker="*", s=160, color=color, label=label, zorder=4)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.set_title(f"{ex_id}{f' · {title}' if title else ''}: the class")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

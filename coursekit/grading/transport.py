@@ -6,6 +6,7 @@ No pickle anywhere. A value is written as two files sharing a stem:
 * `STEM.json` holds the structure: a tree of nodes
     {"t": "none"} | {"t": "bool", "v": true} | {"t": "int", "v": "-12"} | {"t": "float", "v": "0x1.8p+1"}
     {"t": "str", "v": "..."} | {"t": "tensor", "k": "t0"} | {"t": "tuple" | "list", "v": [nodes]}
+    {"t": "dict", "v": [[key node, value node], ...]}   (in order; a key decodes to a hashable value)
     {"t": "other", "type": "numpy.ndarray"}   (anything else: only its type name travels)
   Floats travel as `float.hex` (exact, and NaN/inf without non-standard JSON).
 
@@ -77,6 +78,13 @@ def encode(value, tensors=None, depth=0):
             node, tensors = encode(item, tensors, depth + 1)
             items.append(node)
         return {"t": kind, "v": items}, tensors
+    if isinstance(value, dict):
+        pairs = []
+        for key, item in value.items():
+            key_node, tensors = encode(key, tensors, depth + 1)
+            item_node, tensors = encode(item, tensors, depth + 1)
+            pairs.append([key_node, item_node])
+        return {"t": "dict", "v": pairs}, tensors
     return {"t": "other", "type": name_of_type(value)[:200]}, tensors
 
 
@@ -131,7 +139,7 @@ def decode(node, tensors, strict=True, depth=0, counter=None, used=None):
     t = node["t"]
     allowed = {"none": {"t"}, "bool": {"t", "v"}, "int": {"t", "v"}, "float": {"t", "v"},
                "str": {"t", "v"}, "tensor": {"t", "k"}, "tuple": {"t", "v"}, "list": {"t", "v"},
-               "other": {"t", "type"}}
+               "dict": {"t", "v"}, "other": {"t", "type"}}
     if t not in allowed or set(node) != allowed[t]:
         raise TransportError(f"bad node {str(node)[:80]}")
     if t == "none":
@@ -170,6 +178,20 @@ def decode(node, tensors, strict=True, depth=0, counter=None, used=None):
             raise TransportError("bad sequence")
         items = [decode(item, tensors, strict, depth + 1, counter, used) for item in v]
         return items if t == "list" else tuple(items)
+    if t == "dict":
+        if type(v) is not list or not all(type(p) is list and len(p) == 2 for p in v):
+            raise TransportError("bad dict")
+        out = {}
+        for key_node, item_node in v:
+            key = decode(key_node, tensors, strict, depth + 1, counter, used)
+            try:
+                hash(key)
+            except TypeError:
+                raise TransportError("bad dict key") from None
+            if key in out:
+                raise TransportError("repeated dict key")
+            out[key] = decode(item_node, tensors, strict, depth + 1, counter, used)
+        return out
     name = node["type"]
     if type(name) is not str or len(name) > 200:
         raise TransportError("bad type name")
