@@ -33,8 +33,9 @@ LAB_ARGS ?=
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT) $(LAB_ARGS)
 
-# Unit tests, every notebook under strict nbval (stored outputs compared), and every notebook
-# again in JupyterLab under headless Chromium with its widgets driven (tests/browser), in one run.
+# Unit tests, every notebook under strict nbval (stored outputs compared), and the notebooks with
+# widgets again in JupyterLab under headless Chromium, their widgets driven (tests/browser; `make
+# browser` runs every notebook there), in one run.
 # The browser part installs Debian's chromium when it is missing and this runs as root; without
 # root it says what to install and those tests skip.
 # Stored outputs are compared by coursekit.nbcompare: text and whole numbers exactly, decimals within
@@ -53,7 +54,8 @@ SSE_KERNELS := ATEN_CPU_CAPABILITY=default MKL_ENABLE_INSTRUCTIONS=SSE4_2 ONEDNN
 test: setup
 	@tests/browser/setup.sh --optional
 	@scripts/setup_bwrap.sh --optional
-	$(THREADS) $(BIN)/python -m pytest -q $(NBVAL) --ignore=tests/browser/test_site.py tests $(NOTEBOOKS)
+	$(THREADS) COURSEKIT_BROWSER_NOTEBOOKS=widgets $(BIN)/python -m pytest -q $(NBVAL) \
+		--ignore=tests/browser/test_site.py tests $(NOTEBOOKS)
 
 unit: setup
 	$(BIN)/python -m pytest -q --ignore=tests/browser tests
